@@ -1,0 +1,188 @@
+"""The Kafka-compatible log: producing events durably and following topics from an offset."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from domain import events
+from domain.settings import Settings
+from domain.topology import FAUST_INTERNAL, TOPICS
+
+log = logging.getLogger(__name__)
+
+# One message may carry up to this many bytes; data chunks stay below it (params ingest.max_chunk_bytes).
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+async def create_topics(settings: Settings) -> list[str]:
+    """Create every topic of the topology and Faust's own (idempotent), before any process starts."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [settings.topic(topic.name) for topic in TOPICS]
+        wanted += [f"{settings.deployment}-{name}" for name in FAUST_INTERNAL]
+        missing = [name for name in wanted if name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(name, num_partitions=1, replication_factor=1) for name in missing]
+                )
+            except TopicAlreadyExistsError:
+                pass
+        return missing
+    finally:
+        await admin.close()
+
+
+class EventLog:
+    """A durable producer: send() returns only once the broker has the record (acks=all)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.broker,
+            acks="all",
+            enable_idempotence=True,
+            compression_type=None,
+            max_request_size=MAX_MESSAGE_BYTES + 65536,
+            linger_ms=0,
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def publish(self, event: events.Event) -> int:
+        """Append an event to its topic; returns its offset."""
+        return await self.send(event.TOPIC.name, event.key(), event.to_bytes())
+
+    async def send(self, topic: str, key: str, value: bytes, headers: list | None = None) -> int:
+        metadata = await self._producer.send_and_wait(
+            self.settings.topic(topic), value=value, key=key.encode(), headers=headers
+        )
+        return metadata.offset
+
+
+async def end_offset(settings: Settings, topic: str) -> int:
+    """The offset the next record of a one-partition topic will get."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partition = TopicPartition(settings.topic(topic), 0)
+        return (await consumer.end_offsets([partition]))[partition]
+    finally:
+        await consumer.stop()
+
+
+class Follower:
+    """Applies every record of one topic, in order, from a given offset, to a handler.
+
+    It remembers the next offset to read, so a projection that stores that number with its state
+    resumes exactly where it stopped; `wait_for(offset)` gives read-your-writes to a caller that
+    has just produced a record at that offset.
+    """
+
+    def __init__(self, settings: Settings, topic: str, handler: Callable[[int, bytes, bytes | None], Awaitable[None] | None],
+                 start_offset: int = 0):
+        self.settings = settings
+        self.topic = topic
+        self.handler = handler
+        self.position = start_offset
+        self._partition = TopicPartition(settings.topic(topic), 0)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task | None = None
+        self._advanced = asyncio.Condition()
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.broker,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_bytes=16 * 1024 * 1024,
+            max_partition_fetch_bytes=MAX_MESSAGE_BYTES * 2,
+        )
+        await self._consumer.start()
+        self._consumer.assign([self._partition])
+        self._consumer.seek(self._partition, self.position)
+        self._task = asyncio.create_task(self._run(), name=f"follow:{self.topic}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self._consumer:
+            await self._consumer.stop()
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batches = await self._consumer.getmany(self._partition, timeout_ms=200, max_records=500)
+            for record in batches.get(self._partition, []):
+                try:
+                    result = self.handler(record.offset, record.value, record.key)
+                    if asyncio.iscoroutine(result):
+                        await result
+                except Exception:  # one bad record must not stop the projection
+                    log.exception("%s: record at offset %s could not be applied", self.topic, record.offset)
+                self.position = record.offset + 1
+            if batches:
+                async with self._advanced:
+                    self._advanced.notify_all()
+
+    async def wait_for(self, offset: int, timeout: float = 30.0) -> None:
+        """Return once the record at `offset` has been applied."""
+        async with self._advanced:
+            await asyncio.wait_for(self._advanced.wait_for(lambda: self.position > offset), timeout)
+
+    async def catch_up(self, timeout: float = 60.0) -> None:
+        """Return once everything on the topic at call time has been applied."""
+        assert self._consumer is not None
+        end = (await self._consumer.end_offsets([self._partition]))[self._partition]
+        if end > 0:
+            await self.wait_for(end - 1, timeout)
+
+
+async def read_range(settings: Settings, topic: str, offsets: list[int]) -> dict[int, bytes]:
+    """Fetch specific records of a one-partition topic by offset (used to assemble snapshots)."""
+    wanted = sorted(set(offsets))
+    found: dict[int, bytes] = {}
+    if not wanted:
+        return found
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.broker, enable_auto_commit=False,
+        fetch_max_bytes=32 * 1024 * 1024, max_partition_fetch_bytes=MAX_MESSAGE_BYTES * 2,
+    )
+    await consumer.start()
+    try:
+        partition = TopicPartition(settings.topic(topic), 0)
+        consumer.assign([partition])
+        wanted_set = set(wanted)
+        index = 0
+        while index < len(wanted):
+            consumer.seek(partition, wanted[index])
+            # Read forward while the wanted offsets are contiguous-ish; re-seek over gaps.
+            while index < len(wanted):
+                records = (await consumer.getmany(partition, timeout_ms=1000, max_records=200)).get(partition, [])
+                if not records:
+                    raise RuntimeError(f"{topic}: offset {wanted[index]} not readable")
+                for record in records:
+                    if record.offset in wanted_set:
+                        found[record.offset] = record.value
+                while index < len(wanted) and wanted[index] in found:
+                    index += 1
+                if index < len(wanted) and wanted[index] > records[-1].offset + 1000:
+                    break  # a large gap: seek instead of reading through it
+        return found
+    finally:
+        await consumer.stop()

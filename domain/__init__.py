@@ -1,0 +1,1 @@
+"""Domain vocabulary shared by every process: settings, table schemas, events, topology."""

@@ -1,0 +1,1 @@
+"""Stream processors: the batch ledger and snapshot sealer (Faust), and the pipeline consumer."""

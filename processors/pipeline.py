@@ -1,0 +1,282 @@
+"""The pipeline consumer: takes sealed versions one at a time, in commit order, and decides.
+
+    validate ──invalid──► skipped (nothing changes; the snapshot is marked rejected)
+        │valid
+    catalog (merge into the catalog, build the serving bundle: new offers become servable)
+        │
+    drift (against the data the deployed model was trained on; none before the first model)
+        │first version or drift
+    train ─► evaluate against the deployed model on the same hold-out ─► deploy if not worse
+
+Every stage's start, end and outcome is an event on the pipeline topic. A stage that raises ends
+the version with PipelineFailed; the deployed model keeps serving. On start the consumer folds the
+pipeline topic, so after a restart it skips every version it already finished.
+Run: `python -m processors.pipeline`.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import shutil
+import time
+import traceback
+from pathlib import Path
+
+from adapters.broker import EventLog, Follower, create_topics
+from adapters.storage import ObjectStore
+from adapters.tracking import Tracker
+from domain import events, topology
+from domain.settings import Settings, settings
+from projections.views import PipelineViews
+
+log = logging.getLogger(__name__)
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+class StageFailed(Exception):
+    def __init__(self, stage: str, error: BaseException):
+        super().__init__(f"{stage}: {error}")
+        self.stage = stage
+        self.error = error
+
+
+class Pipeline:
+    def __init__(self, config: Settings, event_log: EventLog, store: ObjectStore, tracker: Tracker,
+                 views: PipelineViews):
+        self.config = config
+        self.log = event_log
+        self.store = store
+        self.tracker = tracker
+        self.views = views
+        self.params = config.params
+        self.cache = config.work_dir / "pipeline"
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    async def publish(self, event: events.Event) -> None:
+        offset = await self.log.publish(event)
+        self.views.apply(offset, event.to_bytes())
+
+    @contextlib.asynccontextmanager
+    async def stage(self, version: str, name: str):
+        await self.publish(events.StageStarted(version=version, stage=name, started_at=now()))
+        started = time.monotonic()
+        summary: dict[str, str] = {}
+        try:
+            yield summary
+        except Exception as error:
+            raise StageFailed(name, error) from error
+        await self.publish(events.StageFinished(version=version, stage=name,
+                                                duration_s=round(time.monotonic() - started, 3),
+                                                summary=summary.get("text", "")))
+
+    def local_dir(self, kind: str, name: str) -> Path:
+        return self.cache / kind / name
+
+    def fetch_dir(self, prefix: str, kind: str, name: str) -> Path:
+        return self.store.get_dir(prefix, self.local_dir(kind, name))
+
+    # --- the version ----------------------------------------------------------------------
+
+    async def handle(self, sealed: events.VersionSealed) -> None:
+        version = sealed.version
+        if version in self.views.progress.finished:
+            log.info("version %s already processed; skipping", version)
+            return
+        try:
+            await self._process(sealed)
+        except StageFailed as failure:
+            log.error("version %s failed in %s: %s", version, failure.stage,
+                      "".join(traceback.format_exception(failure.error)))
+            await self.publish(events.PipelineFailed(version=version, stage=failure.stage,
+                                                     error=f"{type(failure.error).__name__}: {failure.error}",
+                                                     finished_at=now()))
+
+    async def _process(self, sealed: events.VersionSealed) -> None:
+        from ml import catalog as ml_catalog
+        from ml import serving as ml_serving
+        from quality import drift as quality_drift
+        from quality import validation
+
+        version = sealed.version
+        async with self.stage(version, "fetch") as summary:
+            if "seal_error" in sealed.manifest:
+                raise RuntimeError(f"the version could not be sealed: {sealed.manifest['seal_error']}")
+            snapshot = self.fetch_dir(sealed.snapshot_prefix, "snapshots", version)
+            summary["text"] = f"{sum(t['rows'] for t in sealed.manifest['tables'].values())} rows"
+
+        previous = self.views.catalog.current
+        reference = self.fetch_dir(previous.catalog_prefix, "catalog", previous.version) if previous else None
+
+        async with self.stage(version, "validate") as summary:
+            result = await asyncio.to_thread(
+                validation.validate, snapshot, sealed.manifest, reference, self.params["validation"])
+            report_dir = self.local_dir("reports", version)
+            report = validation.write_report(result, report_dir)
+            report_key = self.store.key("reports", version, report.name)
+            self.store.put_file(report_key, report)
+            await self.publish(events.ValidationFinished(
+                version=version, valid=result.valid, checks_total=result.checks_total,
+                checks_passed=result.checks_passed, checks_failed=result.checks_failed,
+                failed_checks=result.failed_checks, checks=[c.__dict__ for c in result.checks],
+                report_key=report_key))
+            summary["text"] = f"valid={result.valid} failed={result.checks_failed}/{result.checks_total}"
+        if not result.valid:
+            # Rejected data stays stored for inspection, marked as such.
+            self.store.put_bytes(f"{sealed.snapshot_prefix}/REJECTED.json",
+                                 json.dumps({"failed_checks": result.failed_checks}).encode())
+            await self.finish(version, valid=False, action="skipped")
+            return
+
+        async with self.stage(version, "catalog") as summary:
+            catalog_dir = self.local_dir("catalog", version)
+            shutil.rmtree(catalog_dir, ignore_errors=True)
+            stats = await asyncio.to_thread(ml_catalog.merge, reference, snapshot, catalog_dir)
+            bundle_dir = catalog_dir / "bundle"
+            await asyncio.to_thread(ml_serving.build_bundle, catalog_dir, bundle_dir)
+            catalog_prefix = self.store.key("catalog", version)
+            self.store.put_dir(catalog_prefix, catalog_dir)
+            (catalog_dir / ".complete").touch()
+            content_hash = _dir_hash(catalog_dir)
+            await self.publish(events.CatalogPublished(
+                version=version, catalog_prefix=catalog_prefix, content_hash=content_hash,
+                stats={k: int(v) for k, v in stats.items()}))
+            summary["text"] = ", ".join(f"{k}={v}" for k, v in stats.items())
+
+        deployed = self.views.registry.deployed
+        action = "trained"
+        if deployed is not None:
+            async with self.stage(version, "drift") as summary:
+                trained_on = self.fetch_dir(deployed.catalog_prefix, "catalog", deployed.trained_on)
+                drift = await asyncio.to_thread(
+                    quality_drift.evaluate_drift, trained_on, snapshot, self.params["drift"],
+                    self.local_dir("reports", version))
+                report_key = ""
+                if drift.report_html is not None:
+                    report_key = self.store.key("reports", version, Path(drift.report_html).name)
+                    self.store.put_file(report_key, Path(drift.report_html))
+                await self.publish(events.DriftEvaluated(
+                    version=version, reference_version=deployed.trained_on,
+                    drift_detected=drift.drift_detected, drift_score=float(drift.drift_score),
+                    threshold=float(self.params["drift"]["threshold"]), features=drift.features,
+                    report_key=report_key))
+                summary["text"] = f"score={drift.drift_score:.3f} detected={drift.drift_detected}"
+            if not drift.drift_detected:
+                await self.finish(version, valid=True, action="none")
+                return
+            action = "retrained"
+
+        await self.train_and_deploy(version, catalog_dir, catalog_prefix)
+        await self.finish(version, valid=True, action=action)
+
+    async def train_and_deploy(self, version: str, catalog_dir: Path, catalog_prefix: str) -> None:
+        from ml import evaluate as ml_evaluate
+        from ml import train as ml_train
+
+        model_params = self.params["model"]
+        seed = int(self.params["seed"])
+        model_version = self.views.registry.next_model_version()
+        started_at = now()
+        async with self.stage(version, "train") as summary:
+            model_dir = self.local_dir("models", model_version)
+            shutil.rmtree(model_dir, ignore_errors=True)
+            trained = await asyncio.to_thread(ml_train.train, catalog_dir, model_dir, model_params, seed)
+            summary["text"] = f"map@100={trained.metrics.get('map_at_100', float('nan')):.4f}"
+
+        async with self.stage(version, "deploy") as summary:
+            deployed = self.views.registry.deployed
+            deploy, reason = True, "first model"
+            if deployed is not None:
+                # Same hold-out for both: the previous model scored on the new catalog.
+                old_dir = self.fetch_dir(deployed.model_key, "models", deployed.model_version)
+                old_metrics = await asyncio.to_thread(
+                    ml_evaluate.evaluate, _model_file(old_dir), catalog_dir, model_params, seed)
+                new_map, old_map = trained.metrics["map_at_100"], old_metrics["map_at_100"]
+                deploy = new_map >= old_map
+                reason = (f"map@100 {new_map:.4f} vs deployed {old_map:.4f} on the same hold-out: "
+                          + ("deployed" if deploy else "kept the deployed model"))
+            model_key = self.store.key("models", model_version)
+            self.store.put_dir(model_key, trained.model_path.parent)
+            data_hash = self.views.catalog.current.content_hash  # the catalog this model learnt from
+            run_id = await asyncio.to_thread(
+                self.tracker.log_training, data_version=version, model_version=model_version,
+                params={k: str(v) for k, v in trained.params.items()}, metrics=trained.metrics,
+                tags={"data_hash": data_hash, "deployed": str(deploy), "decision": reason,
+                      "deployment": self.config.deployment},
+                artifacts=[trained.model_path.parent])
+            await self.publish(events.ModelTrained(
+                version=version, model_version=model_version, run_id=run_id, metrics=trained.metrics,
+                params={k: str(v) for k, v in trained.params.items()}, model_key=model_key,
+                features_count=trained.features_count, data_hash=data_hash, deployed=deploy,
+                reason=reason, started_at=started_at))
+            if deploy:
+                await self.publish(events.ModelDeployed(
+                    version=version, model_version=model_version, run_id=run_id, trained_on=version,
+                    metrics=trained.metrics, model_key=model_key, features_count=trained.features_count,
+                    data_hash=data_hash, catalog_prefix=catalog_prefix))
+            summary["text"] = reason
+
+    async def finish(self, version: str, valid: bool, action: str) -> None:
+        await self.publish(events.VersionProcessed(
+            version=version, valid=valid, action_taken=action,
+            data_version=version if valid else self.views.progress.last_valid_version, finished_at=now()))
+
+
+def _model_file(model_dir: Path) -> Path:
+    return next(model_dir.glob("*.cbm"))
+
+
+def _dir_hash(directory: Path) -> str:
+    """md5 over the folder's files, in path order (DVC's notion of a directory's content)."""
+    import hashlib
+
+    digest = hashlib.md5()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        digest.update(path.relative_to(directory).as_posix().encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+async def run(config: Settings) -> None:
+    await create_topics(config)
+    store = ObjectStore(config)
+    store.ensure_bucket()
+    event_log = EventLog(config)
+    await event_log.start()
+    views = PipelineViews()
+    # Know what is done before taking new work: fold the pipeline topic up to its end.
+    history = Follower(config, topology.PIPELINE.name, views.apply)
+    await history.start()
+    await history.catch_up()
+    await history.stop()
+    pipeline = Pipeline(config, event_log, store, Tracker(config), views)
+    queue: asyncio.Queue[events.VersionSealed] = asyncio.Queue()
+
+    def on_sealed(offset: int, payload: bytes, key: bytes | None) -> None:
+        queue.put_nowait(events.from_bytes(payload))  # type: ignore[arg-type]
+
+    sealed_versions = Follower(config, topology.VERSIONS.name, on_sealed)
+    await sealed_versions.start()
+    try:
+        while True:
+            await pipeline.handle(await queue.get())
+    finally:
+        await sealed_versions.stop()
+        await event_log.stop()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run(settings()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Read models folded from the log; each records the offset it has applied with its state."""

@@ -1,0 +1,43 @@
+"""The API's view of ingest.control: every version's batch ledger, folded with processors.ledger."""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from domain import events
+from processors import ledger
+
+
+class LedgerView:
+    """Versions and their batches as the log says; remembers recent outcomes for read-your-writes."""
+
+    OUTCOMES_KEPT = 10_000
+
+    def __init__(self) -> None:
+        self.versions: dict[str, ledger.VersionLedger] = {}
+        self.position = 0
+        self._outcomes: OrderedDict[int, ledger.Outcome] = OrderedDict()
+
+    def apply(self, offset: int, payload: bytes, key: bytes | None = None) -> None:
+        event = events.from_bytes(payload)
+        version = event.version  # type: ignore[attr-defined]
+        self.versions[version], outcome = ledger.apply(self.versions.get(version), offset, event)
+        self._outcomes[offset] = outcome
+        if len(self._outcomes) > self.OUTCOMES_KEPT:
+            self._outcomes.popitem(last=False)
+        self.position = offset + 1
+
+    def outcome(self, offset: int) -> ledger.Outcome | None:
+        return self._outcomes.get(offset)
+
+    def is_committed(self, version: str) -> bool:
+        entry = self.versions.get(version)
+        return entry is not None and entry.committed
+
+    def tables_received(self, version: str) -> list[str]:
+        entry = self.versions.get(version)
+        return entry.tables_received() if entry else []
+
+    def committed_versions(self) -> list[str]:
+        """Committed versions in commit order."""
+        done = [v for v in self.versions.values() if v.committed]
+        return [v.version for v in sorted(done, key=lambda v: v.commit_offset or 0)]

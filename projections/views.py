@@ -1,0 +1,155 @@
+"""Read models of the pipeline topic. Each is a small fold: apply(offset, event) in log order.
+
+The API serves its reads from these; the pipeline consumer folds the same views on start to know
+what it has already done (which versions, which model is deployed, which catalog is current).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from domain import events
+
+
+class View:
+    """Base: remembers the next offset to apply, so a stored view resumes where it stopped."""
+
+    def __init__(self) -> None:
+        self.position = 0
+
+    def apply(self, offset: int, event: events.Event) -> None:
+        handler = getattr(self, "on_" + type(event).__name__, None)
+        if handler is not None:
+            handler(event)
+        self.position = offset + 1
+
+
+class RegistryView(View):
+    """The deployed model and the numbering of model versions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deployed: events.ModelDeployed | None = None
+        self.trained_runs = 0
+
+    def on_ModelTrained(self, event: events.ModelTrained) -> None:
+        self.trained_runs += 1
+
+    def on_ModelDeployed(self, event: events.ModelDeployed) -> None:
+        self.deployed = event
+
+    def next_model_version(self) -> str:
+        """"1.0" for the first model, "2.0" after the first retrain, and so on."""
+        return f"{self.trained_runs + 1}.0"
+
+
+class CatalogView(View):
+    """The current data catalog: the merge of every valid version so far."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.current: events.CatalogPublished | None = None
+
+    def on_CatalogPublished(self, event: events.CatalogPublished) -> None:
+        self.current = event
+
+
+class MonitoringView(View):
+    """The last validation and drift results, and the action taken for each version."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.validation: events.ValidationFinished | None = None
+        self.drift: events.DriftEvaluated | None = None
+        self.actions: dict[str, str] = {}
+        self.last_action: str | None = None
+        self.last_drift_action: str | None = None
+
+    def on_ValidationFinished(self, event: events.ValidationFinished) -> None:
+        self.validation = event
+
+    def on_DriftEvaluated(self, event: events.DriftEvaluated) -> None:
+        self.drift = event
+
+    def on_VersionProcessed(self, event: events.VersionProcessed) -> None:
+        self.actions[event.version] = event.action_taken
+        self.last_action = event.action_taken
+
+    def on_PipelineFailed(self, event: events.PipelineFailed) -> None:
+        self.actions[event.version] = "failed"
+        self.last_action = "failed"
+
+
+class ExperimentsView(View):
+    """Every training run of this deployment, in log (= time) order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs: list[events.ModelTrained] = []
+
+    def on_ModelTrained(self, event: events.ModelTrained) -> None:
+        self.runs.append(event)
+
+
+@dataclass
+class StageProgress:
+    version: str
+    stage: str | None = None
+    started_at: str | None = None
+    stages_done: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ProgressView(View):
+    """Which versions the pipeline has finished (or failed), and where the current one stands."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.finished: dict[str, str] = {}  # version -> "processed" | "failed"
+        self.last_finished: str | None = None
+        self.last_valid_version: str | None = None
+        self.current: StageProgress | None = None
+
+    def on_StageStarted(self, event: events.StageStarted) -> None:
+        if self.current is None or self.current.version != event.version:
+            self.current = StageProgress(event.version)
+        self.current.stage = event.stage
+        self.current.started_at = self.current.started_at or event.started_at
+
+    def on_StageFinished(self, event: events.StageFinished) -> None:
+        if self.current is not None and self.current.version == event.version:
+            self.current.stages_done.append(
+                {"stage": event.stage, "duration_s": event.duration_s, "summary": event.summary})
+
+    def on_VersionProcessed(self, event: events.VersionProcessed) -> None:
+        self.finished[event.version] = "processed"
+        self.last_finished = "processed"
+        if event.valid:
+            self.last_valid_version = event.version
+        self.current = None
+
+    def on_PipelineFailed(self, event: events.PipelineFailed) -> None:
+        self.finished[event.version] = "failed"
+        self.last_finished = "failed"
+        self.current = None
+
+    def progress(self) -> dict[str, Any] | None:
+        return asdict(self.current) if self.current else None
+
+
+class PipelineViews:
+    """All views of the pipeline topic, applied together."""
+
+    def __init__(self) -> None:
+        self.registry = RegistryView()
+        self.catalog = CatalogView()
+        self.monitoring = MonitoringView()
+        self.experiments = ExperimentsView()
+        self.progress = ProgressView()
+        self.position = 0
+
+    def apply(self, offset: int, payload: bytes, key: bytes | None = None) -> events.Event:
+        event = events.from_bytes(payload)
+        for view in (self.registry, self.catalog, self.monitoring, self.experiments, self.progress):
+            view.apply(offset, event)
+        self.position = offset + 1
+        return event

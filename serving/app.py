@@ -1,0 +1,269 @@
+"""FastAPI routes. Thin: parse and validate, hand to ingest or read the projections, answer.
+
+No route reads the log or S3 on the request path; every unexpected error is a 503 with its cause,
+never a 500.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from pydantic import ValidationError
+
+from domain.settings import settings
+from domain.tables import TABLE_NAMES
+from ingest.service import VersionClosed
+from serving.runtime import Runtime
+from serving.schemas import (
+    DataBatchRequest, DataBatchResponse, DataCommitRequest, DataCommitResponse, LookalikeBatchRequest,
+    LookalikeBatchResponse, LookalikeRequest, LookalikeResponse,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, detail: str, **extra: Any):
+        self.status, self.detail, self.extra = status, detail, extra
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI):
+    runtime = Runtime(settings())
+    app.state.runtime = runtime
+    # Readiness of the HTTP server must not wait for the broker: connect in the background.
+    starting = asyncio.create_task(runtime.start())
+    try:
+        yield
+    finally:
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await starting
+        if runtime.started:
+            await runtime.stop()
+
+
+app = FastAPI(title="Look-a-Like Service", version="1.0", default_response_class=ORJSONResponse,
+              lifespan=lifespan)
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    if not runtime.started:
+        raise ApiError(503, "the service is still connecting to the event log")
+    return runtime
+
+
+def _field_errors(error: ValidationError | RequestValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {item.get('msg')}")
+    return "; ".join(parts)
+
+
+@app.exception_handler(ApiError)
+async def api_error(request: Request, error: ApiError):
+    return ORJSONResponse({"detail": error.detail, **error.extra}, status_code=error.status)
+
+
+@app.exception_handler(RequestValidationError)
+async def invalid_request(request: Request, error: RequestValidationError):
+    return ORJSONResponse({"detail": _field_errors(error)}, status_code=400)
+
+
+@app.exception_handler(Exception)
+async def unexpected(request: Request, error: Exception):
+    log.exception("unexpected error on %s", request.url.path)
+    return ORJSONResponse({"detail": f"temporarily unavailable: {type(error).__name__}: {error}"},
+                          status_code=503)
+
+
+async def parse_body(request: Request, model):
+    """Validate a JSON body with pydantic's own (fast) JSON parser; errors name the field."""
+    body = await request.body()
+    if not body:
+        raise ApiError(400, "request body is empty: a JSON object is required")
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as error:
+        raise ApiError(400, _field_errors(error)) from None
+
+
+def _body_schema(model) -> dict:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+# --- health ---------------------------------------------------------------------------------
+
+@app.get("/ready")
+async def ready():
+    return {"status": "ok"}
+
+
+@app.get("/status")
+async def status(request: Request):
+    runtime: Runtime = request.app.state.runtime
+    loaded = runtime.serving.loaded
+    progress = runtime.pipeline.progress
+    return {
+        "ready": loaded is not None,
+        "model_version": loaded.servable.model_version if loaded else "none",
+        "data_version": progress.last_valid_version or "none",
+        "pipeline_status": runtime.pipeline_status() if runtime.started else "starting",
+        "stage": progress.current.stage if progress.current else None,
+        "stage_version": progress.current.version if progress.current else None,
+        "started_at": progress.current.started_at if progress.current else None,
+        "stages_done": progress.current.stages_done if progress.current else [],
+        "serving_catalog_version": loaded.servable.catalog_version if loaded else None,
+        "load_error": runtime.serving.load_error,
+    }
+
+
+# --- ingest ---------------------------------------------------------------------------------
+
+@app.post("/data/batch", response_model=DataBatchResponse, openapi_extra=_body_schema(DataBatchRequest),
+          responses={400: {"description": "Invalid request"}, 409: {"description": "Version already committed"}})
+async def data_batch(request: Request):
+    batch = await parse_body(request, DataBatchRequest)
+    if batch.table not in TABLE_NAMES:
+        raise ApiError(400, f"table: unknown table {batch.table!r}; expected one of {', '.join(TABLE_NAMES)}")
+    if batch.batch_id > batch.total_batches:
+        raise ApiError(400, f"batch_id: {batch.batch_id} is greater than total_batches {batch.total_batches}")
+    runtime = runtime_of(request)
+    if not batch.records:
+        return DataBatchResponse(status="accepted", version=batch.version, table=batch.table,
+                                 batch_id=batch.batch_id, rows=0, outcome="empty_noop")
+    try:
+        accepted = await runtime.ingest.submit_batch(batch.version, batch.table, batch.batch_id,
+                                                     batch.total_batches, batch.records)
+    except VersionClosed:
+        raise ApiError(409, f"version {batch.version!r} is already committed and closed; "
+                            "send new data as a new version") from None
+    return DataBatchResponse(status="accepted", version=batch.version, table=batch.table,
+                             batch_id=batch.batch_id, rows=accepted.rows, outcome=accepted.outcome)
+
+
+@app.post("/data/commit", response_model=DataCommitResponse, openapi_extra=_body_schema(DataCommitRequest),
+          responses={400: {"description": "Invalid request"}})
+async def data_commit(request: Request):
+    commit = await parse_body(request, DataCommitRequest)
+    accepted = await runtime_of(request).ingest.commit(commit.version)
+    return DataCommitResponse(status="accepted" if accepted.first_commit else "already_committed",
+                              version=accepted.version, tables_received=accepted.tables_received)
+
+
+# --- inference ------------------------------------------------------------------------------
+
+async def _lookalike(runtime: Runtime, query: LookalikeRequest) -> LookalikeResponse:
+    loaded = runtime.serving.loaded
+    if loaded is None:
+        raise ApiError(503, "no model is deployed yet: send and commit a first data version")
+    scorer = loaded.scorer
+    if scorer.offer(query.offer_id, query.merchant_id) is None:
+        if not scorer.merchant_known(query.merchant_id):
+            raise ApiError(404, f"merchant {query.merchant_id} is not in the catalog")
+        raise ApiError(404, f"offer {query.offer_id} of merchant {query.merchant_id} is not in the catalog")
+    audience = await asyncio.to_thread(scorer.audience, query.offer_id, query.merchant_id, query.top_n)
+    reasons = [{"feature": name, "impact": float(impact)} for name, impact in audience.reasons]
+    if not reasons:  # the contract asks for at least one; say plainly that nobody was rankable
+        reasons = [{"feature": "no_candidates", "impact": 0.0}]
+    return LookalikeResponse(
+        merchant_id=query.merchant_id, offer_id=query.offer_id,
+        audience=[{"user_id": int(user), "score": float(score)} for user, score in audience.users],
+        audience_size=len(audience.users), model_version=loaded.servable.model_version, reasons=reasons,
+        candidates=int(audience.candidates), data_version=loaded.servable.catalog_version,
+    )
+
+
+@app.post("/lookalike", response_model=LookalikeResponse, openapi_extra=_body_schema(LookalikeRequest),
+          responses={400: {"description": "Invalid request"}, 404: {"description": "Merchant or offer not found"},
+                     503: {"description": "Model is not ready"}})
+async def lookalike(request: Request):
+    query = await parse_body(request, LookalikeRequest)
+    return await _lookalike(runtime_of(request), query)
+
+
+@app.post("/lookalike/batch", response_model=LookalikeBatchResponse,
+          openapi_extra=_body_schema(LookalikeBatchRequest),
+          responses={400: {"description": "Invalid request"}, 404: {"description": "Merchant or offer not found"},
+                     503: {"description": "Model is not ready"}})
+async def lookalike_batch(request: Request):
+    batch = await parse_body(request, LookalikeBatchRequest)
+    runtime = runtime_of(request)
+    results = []
+    for index, query in enumerate(batch.requests):
+        try:
+            results.append(await _lookalike(runtime, query))
+        except ApiError as error:
+            raise ApiError(error.status, f"requests[{index}]: {error.detail}") from None
+    return LookalikeBatchResponse(results=results)
+
+
+# --- model and monitoring -------------------------------------------------------------------
+
+@app.get("/model/info")
+async def model_info(request: Request):
+    runtime: Runtime = request.app.state.runtime
+    deployed = runtime.pipeline.registry.deployed
+    if deployed is None:
+        return {"model_name": settings().params["model"]["name"], "model_version": "none",
+                "trained_on": "none", "features_count": 0, "train_metrics": {}, "status": "no model yet"}
+    return {
+        "model_name": settings().params["model"]["name"],
+        "model_version": deployed.model_version,
+        "trained_on": deployed.trained_on,
+        "features_count": deployed.features_count,
+        "train_metrics": deployed.metrics,
+        "mlflow_run_id": deployed.run_id,
+        "data_hash": deployed.data_hash,
+        "model_uri": runtime.store.uri(deployed.model_key),
+        "serving_catalog_version": runtime.serving.loaded.servable.catalog_version if runtime.serving.loaded else None,
+    }
+
+
+@app.get("/monitoring/drift")
+async def monitoring_drift(request: Request):
+    monitoring = request.app.state.runtime.pipeline.monitoring
+    drift = monitoring.drift
+    body = {
+        "drift_detected": bool(drift.drift_detected) if drift else False,
+        "drift_score": float(drift.drift_score) if drift else 0.0,
+        "action_taken": monitoring.last_action or "none",
+        "evaluated_version": drift.version if drift else None,
+        "reference_version": drift.reference_version if drift else None,
+        "threshold": drift.threshold if drift else float(settings().params["drift"]["threshold"]),
+        "features": drift.features if drift else [],
+        "actions": monitoring.actions,
+    }
+    return body
+
+
+@app.get("/monitoring/data-quality")
+async def data_quality(request: Request):
+    validation = request.app.state.runtime.pipeline.monitoring.validation
+    if validation is None:
+        return {"version": "none", "valid": False, "checks_total": 0, "checks_passed": 0, "checks_failed": 0,
+                "failed_checks": [], "status": "no version validated yet"}
+    return {
+        "version": validation.version, "valid": validation.valid, "checks_total": validation.checks_total,
+        "checks_passed": validation.checks_passed, "checks_failed": validation.checks_failed,
+        "failed_checks": validation.failed_checks, "checks": validation.checks,
+    }
+
+
+@app.get("/experiments")
+async def experiments(request: Request):
+    runs = request.app.state.runtime.pipeline.experiments.runs
+    return {"experiments": [
+        {"run_id": run.run_id, "data_version": run.version, "model_version": run.model_version,
+         "metrics": run.metrics, "params": run.params, "timestamp": run.started_at, "deployed": run.deployed,
+         "decision": run.reason}
+        for run in runs
+    ]}
