@@ -153,12 +153,12 @@ class Follower:
             await self.wait_for(end - 1, timeout)
 
 
-async def read_range(settings: Settings, topic: str, offsets: list[int]) -> dict[int, bytes]:
-    """Fetch specific records of a one-partition topic by offset (used to assemble snapshots)."""
-    wanted = sorted(set(offsets))
-    found: dict[int, bytes] = {}
-    if not wanted:
-        return found
+async def scan(settings: Settings, topic: str, offsets: set[int]):
+    """Yield (offset, value) for the wanted offsets of a one-partition topic, in log order, in one
+    forward pass with one consumer (used to assemble a version's snapshot from its chunks)."""
+    if not offsets:
+        return
+    first, last = min(offsets), max(offsets)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.broker, enable_auto_commit=False,
         fetch_max_bytes=32 * 1024 * 1024, max_partition_fetch_bytes=MAX_MESSAGE_BYTES * 2,
@@ -167,22 +167,15 @@ async def read_range(settings: Settings, topic: str, offsets: list[int]) -> dict
     try:
         partition = TopicPartition(settings.topic(topic), 0)
         consumer.assign([partition])
-        wanted_set = set(wanted)
-        index = 0
-        while index < len(wanted):
-            consumer.seek(partition, wanted[index])
-            # Read forward while the wanted offsets are contiguous-ish; re-seek over gaps.
-            while index < len(wanted):
-                records = (await consumer.getmany(partition, timeout_ms=1000, max_records=200)).get(partition, [])
-                if not records:
-                    raise RuntimeError(f"{topic}: offset {wanted[index]} not readable")
-                for record in records:
-                    if record.offset in wanted_set:
-                        found[record.offset] = record.value
-                while index < len(wanted) and wanted[index] in found:
-                    index += 1
-                if index < len(wanted) and wanted[index] > records[-1].offset + 1000:
-                    break  # a large gap: seek instead of reading through it
-        return found
+        consumer.seek(partition, first)
+        position = first
+        while position <= last:
+            records = (await consumer.getmany(partition, timeout_ms=5000, max_records=100)).get(partition, [])
+            if not records:
+                raise RuntimeError(f"{topic}: offsets {position}..{last} not readable")
+            for record in records:
+                if record.offset in offsets:
+                    yield record.offset, record.value
+                position = record.offset + 1
     finally:
         await consumer.stop()

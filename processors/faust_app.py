@@ -15,13 +15,14 @@ from processors import sealer
 
 log = logging.getLogger(__name__)
 config = settings()
-(config.work_dir / "faust").mkdir(parents=True, exist_ok=True)
+FAUST_DIR = config.work_dir / "faust" / config.deployment  # rocksdb state; lives and dies with its log
+FAUST_DIR.mkdir(parents=True, exist_ok=True)
 
 app = faust.App(
     f"{config.deployment}-{topology.FAUST_APP}",
     broker=f"kafka://{config.broker}",
     store="rocksdb://",
-    datadir=str(config.work_dir / "faust"),
+    datadir=str(FAUST_DIR),
     topic_partitions=1,
     topic_replication_factor=1,
     web_enabled=False,

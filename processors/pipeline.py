@@ -26,6 +26,7 @@ import traceback
 from pathlib import Path
 
 from adapters.broker import EventLog, Follower, create_topics
+from adapters.lineage import Lineage
 from adapters.storage import ObjectStore
 from adapters.tracking import Tracker
 from domain import events, topology
@@ -48,11 +49,12 @@ class StageFailed(Exception):
 
 class Pipeline:
     def __init__(self, config: Settings, event_log: EventLog, store: ObjectStore, tracker: Tracker,
-                 views: PipelineViews):
+                 lineage: Lineage, views: PipelineViews):
         self.config = config
         self.log = event_log
         self.store = store
         self.tracker = tracker
+        self.lineage = lineage
         self.views = views
         self.params = config.params
         self.cache = config.work_dir / "pipeline"
@@ -143,7 +145,9 @@ class Pipeline:
             catalog_prefix = self.store.key("catalog", version)
             self.store.put_dir(catalog_prefix, catalog_dir)
             (catalog_dir / ".complete").touch()
-            content_hash = _dir_hash(catalog_dir)
+            # DVC tracks the snapshot and the merged catalog and pushes both to the S3 remote.
+            await asyncio.to_thread(self.lineage.track, "snapshots", version, snapshot)
+            content_hash = await asyncio.to_thread(self.lineage.track, "catalog", version, catalog_dir)
             await self.publish(events.CatalogPublished(
                 version=version, catalog_prefix=catalog_prefix, content_hash=content_hash,
                 stats={k: int(v) for k, v in stats.items()}))
@@ -201,9 +205,12 @@ class Pipeline:
                 deploy = new_map >= old_map
                 reason = (f"map@100 {new_map:.4f} vs deployed {old_map:.4f} on the same hold-out: "
                           + ("deployed" if deploy else "kept the deployed model"))
+            recorded = await asyncio.to_thread(self.lineage.record_training, version, model_version,
+                                               trained.model_path.parent)
+            data_hash = recorded["data_md5"]  # dvc.lock's md5 of the catalog this model learnt from
+            (trained.model_path.parent / "dvc.lock").write_text(recorded["dvc_lock"])
             model_key = self.store.key("models", model_version)
             self.store.put_dir(model_key, trained.model_path.parent)
-            data_hash = self.views.catalog.current.content_hash  # the catalog this model learnt from
             run_id = await asyncio.to_thread(
                 self.tracker.log_training, data_version=version, model_version=model_version,
                 params={k: str(v) for k, v in trained.params.items()}, metrics=trained.metrics,
@@ -232,19 +239,6 @@ def _model_file(model_dir: Path) -> Path:
     return next(model_dir.glob("*.cbm"))
 
 
-def _dir_hash(directory: Path) -> str:
-    """md5 over the folder's files, in path order (DVC's notion of a directory's content)."""
-    import hashlib
-
-    digest = hashlib.md5()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        digest.update(path.relative_to(directory).as_posix().encode())
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
 async def run(config: Settings) -> None:
     await create_topics(config)
     store = ObjectStore(config)
@@ -257,7 +251,7 @@ async def run(config: Settings) -> None:
     await history.start()
     await history.catch_up()
     await history.stop()
-    pipeline = Pipeline(config, event_log, store, Tracker(config), views)
+    pipeline = Pipeline(config, event_log, store, Tracker(config), Lineage(config), views)
     queue: asyncio.Queue[events.VersionSealed] = asyncio.Queue()
 
     def on_sealed(offset: int, payload: bytes, key: bytes | None) -> None:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from adapters.broker import read_range
+from adapters.broker import scan
 from adapters.storage import ObjectStore
 from domain import events, topology
 from domain.settings import Settings
-from domain.tables import TABLE_NAMES, TABLES
+from domain.tables import TABLE_NAMES, empty_frame
 from ingest import chunks
 from processors import ledger as ledger_fold
 
@@ -31,11 +31,7 @@ async def seal(settings: Settings, store: ObjectStore, version_ledger: ledger_fo
     prefix = snapshot_prefix(store, version_ledger.version)
     workdir = Path(tempfile.mkdtemp(prefix=f"seal-{version_ledger.version}-", dir=_tmp_root(settings)))
     try:
-        for table in manifest["tables"]:
-            entries = sorted((e for e in version_ledger.batches.values() if e.table == table),
-                             key=lambda e: e.batch_id)
-            path = workdir / f"{table}.parquet"
-            await _write_table(settings, table, entries, path)
+        for table, path in (await _write_tables(settings, version_ledger, workdir)).items():
             store.put_file(f"{prefix}/{table}.parquet", path)
         (workdir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
         store.put_file(f"{prefix}/manifest.json", workdir / "manifest.json")
@@ -52,26 +48,29 @@ async def seal(settings: Settings, store: ObjectStore, version_ledger: ledger_fo
     )
 
 
-async def _write_table(settings: Settings, table: str, entries: list[ledger_fold.BatchEntry], path: Path) -> None:
-    """Stream the batches' chunks into one Parquet file, batch by batch, so memory stays one batch."""
-    schema = None
-    writer: pq.ParquetWriter | None = None
+async def _write_tables(settings: Settings, version_ledger: ledger_fold.VersionLedger,
+                        workdir: Path) -> dict[str, Path]:
+    """Stream the accepted chunks from the log into one Parquet file per table: one pass over the
+    log, one chunk in memory at a time. Superseded (replaced) batches are not read."""
+    table_of = {offset: entry.table for entry in version_ledger.batches.values() for offset in entry.chunk_offsets}
+    writers: dict[str, pq.ParquetWriter] = {}
+    paths: dict[str, Path] = {}
     try:
-        for entry in entries:
-            payloads = await read_range(settings, topology.INGEST_DATA.name, entry.chunk_offsets)
-            for offset in entry.chunk_offsets:
-                arrow = chunks.decode(payloads[offset]).to_arrow()
-                if writer is None:
-                    schema = arrow.schema
-                    writer = pq.ParquetWriter(path, schema, compression="zstd")
-                writer.write_table(arrow.cast(schema))
-        if writer is None:  # no rows at all: still a typed, empty file
-            from domain.tables import empty_frame
-
-            empty_frame(table).write_parquet(path)
+        async for offset, payload in scan(settings, topology.INGEST_DATA.name, set(table_of)):
+            table = table_of[offset]
+            arrow = chunks.decode(payload).to_arrow()
+            if table not in writers:
+                paths[table] = workdir / f"{table}.parquet"
+                writers[table] = pq.ParquetWriter(paths[table], arrow.schema, compression="zstd")
+            writers[table].write_table(arrow.cast(writers[table].schema))
     finally:
-        if writer is not None:
+        for writer in writers.values():
             writer.close()
+    for table in version_ledger.tables_received():
+        if table not in paths:  # batches with no rows: still a typed, empty file
+            paths[table] = workdir / f"{table}.parquet"
+            empty_frame(table).write_parquet(paths[table])
+    return paths
 
 
 def _tmp_root(settings: Settings) -> Path:
@@ -79,5 +78,3 @@ def _tmp_root(settings: Settings) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     return root
 
-
-__all__ = ["seal", "snapshot_prefix", "TABLES"]
