@@ -13,12 +13,13 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import ORJSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from domain.settings import settings
 from domain.tables import TABLE_NAMES
 from ingest.service import VersionClosed
+from serving import events_stream
 from serving.runtime import Runtime
 from serving.schemas import (
     DataBatchRequest, DataBatchResponse, DataCommitRequest, DataCommitResponse, LookalikeBatchRequest,
@@ -267,3 +268,19 @@ async def experiments(request: Request):
          "decision": run.reason}
         for run in runs
     ]}
+
+
+# --- operations -----------------------------------------------------------------------------
+
+@app.get("/events", responses={200: {"content": {"text/event-stream": {}}}, 400: {"description": "Invalid query"}})
+async def event_stream(request: Request, topics: str = "control,versions,pipeline", since: int | None = None):
+    """Tail the log as Server-Sent Events. `since`: replay from that offset of each topic (else live)."""
+    chosen = [name.strip() for name in topics.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in events_stream.STREAMED]
+    if not chosen or unknown:
+        raise ApiError(400, f"topics: unknown {unknown or chosen}; choose from {', '.join(events_stream.STREAMED)}")
+    if since is not None and since < 0:
+        raise ApiError(400, "since: must be an offset >= 0")
+    runtime_of(request)
+    return StreamingResponse(events_stream.stream(settings(), chosen, since), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
