@@ -9,11 +9,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from adapters import broker_compat
 from domain import events
 from domain.settings import Settings
 from domain.topology import FAUST_INTERNAL, TOPICS
 
 log = logging.getLogger(__name__)
+broker_compat.install()
 
 # One message may carry up to this many bytes; data chunks stay below it (params ingest.max_chunk_bytes).
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024

@@ -7,6 +7,7 @@ import logging
 
 import faust
 
+from adapters import broker_compat
 from adapters.storage import ObjectStore
 from domain import events, topology
 from domain.settings import settings
@@ -15,6 +16,7 @@ from processors import sealer
 
 log = logging.getLogger(__name__)
 config = settings()
+broker_compat.install()
 FAUST_DIR = config.work_dir / "faust" / config.deployment  # rocksdb state; lives and dies with its log
 FAUST_DIR.mkdir(parents=True, exist_ok=True)
 

@@ -1,0 +1,1 @@
+"""The DVC stages (dvc.yaml): each is a thin command over the same functions the pipeline runs."""
