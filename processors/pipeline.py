@@ -93,12 +93,11 @@ class Pipeline:
             return
         try:
             await self._process(sealed)
-        except StageFailed as failure:
-            log.error("version %s failed in %s: %s", version, failure.stage,
-                      "".join(traceback.format_exception(failure.error)))
-            await self.publish(events.PipelineFailed(version=version, stage=failure.stage,
-                                                     error=f"{type(failure.error).__name__}: {failure.error}",
-                                                     finished_at=now()))
+        except Exception as error:  # one version's failure never stops the consumer
+            stage, cause = (error.stage, error.error) if isinstance(error, StageFailed) else ("pipeline", error)
+            log.error("version %s failed in %s: %s", version, stage, "".join(traceback.format_exception(cause)))
+            await self.publish(events.PipelineFailed(version=version, stage=stage,
+                                                     error=f"{type(cause).__name__}: {cause}", finished_at=now()))
 
     async def _process(self, sealed: events.VersionSealed) -> None:
         from ml import catalog as ml_catalog

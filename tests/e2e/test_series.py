@@ -1,0 +1,118 @@
+"""A whole version series over HTTP: first model, a no-drift version with new offers, a corrupted
+version, a drifted version; idempotency, 400/404/409/503, read-your-writes, determinism."""
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from tests.stack import wait_idle
+
+pytestmark = pytest.mark.e2e
+
+
+def offers_of(version_dir) -> pl.DataFrame:
+    return pl.read_parquet(version_dir / "offer.parquet")
+
+
+def current_customers(dirs, merchant_id: int, start) -> set[int]:
+    merchants = pl.concat([pl.read_parquet(d / "merchant.parquet") for d in dirs if (d / "merchant.parquet").exists()])
+    brand = merchants.filter(pl.col("merchant_id_offer") == merchant_id)["brand_dk"].drop_nulls()
+    tx = pl.concat([pl.read_parquet(d / "transaction.parquet") for d in dirs if (d / "transaction.parquet").exists()])
+    return set(tx.filter(pl.col("brand_dk").is_in(brand.to_list()) & (pl.col("event_date") < start))["user_id"].to_list())
+
+
+def test_contract_before_any_data(api, run_id):
+    # Other tests may already have fed this stack; these answers hold in every state.
+    assert api.get("/ready").status_code == 200
+    for path in ("/status", "/model/info", "/monitoring/drift", "/monitoring/data-quality", "/experiments"):
+        assert api.get(path).status_code == 200, path
+    assert api.post("/lookalike", json={"merchant_id": 1, "offer_id": 1, "top_n": 0}).status_code == 400
+    assert api.post("/lookalike", json={"merchant_id": 1, "offer_id": 1}).status_code == 400
+    assert api.post("/lookalike/batch", json={"requests": []}).status_code == 400
+    bad = api.post("/data/batch", json={"version": f"{run_id}-x", "table": "nope", "batch_id": 1,
+                                        "total_batches": 1, "records": []})
+    assert bad.status_code == 400 and "table" in bad.json()["detail"]
+    missing = api.post("/data/batch", json={"version": f"{run_id}-x", "table": "offer", "batch_id": 1})
+    assert missing.status_code == 400 and "total_batches" in missing.json()["detail"]
+    empty = api.post("/data/commit", json={"version": f"{run_id}-empty"})
+    assert empty.status_code == 200 and empty.json()["tables_received"] == []
+    wait_idle(api)
+
+
+def test_series(api, run_id, series):
+    from datagen.send import send_version
+
+    base, same, corrupt, drifted = series
+    name = lambda d: f"{run_id}-{d.name}"  # noqa: E731
+    models_before = len(api.get("/experiments").json()["experiments"])
+
+    # v1: the first model.
+    commit = send_version(str(api.base_url), base, version_name=name(base))
+    assert set(commit["tables_received"]) == {"people", "segments", "transaction", "offer", "merchant",
+                                              "financial_account", "offer_seens", "offer_activation",
+                                              "offer_reward", "receipts"}
+    status = wait_idle(api)
+    assert status["pipeline_status"] == "idle" and status["ready"] is True
+    assert status["data_version"] == name(base)
+    quality = api.get("/monitoring/data-quality").json()
+    assert quality["version"] == name(base) and quality["valid"] is True and quality["checks_total"] >= 20
+    info = api.get("/model/info").json()
+    assert info["trained_on"] == name(base) and info["train_metrics"]["map_at_100"] > 0
+    first_model = info["model_version"]
+
+    # A committed version is closed; a repeated commit changes nothing.
+    again = api.post("/data/commit", json={"version": name(base)})
+    assert again.status_code == 200 and again.json()["tables_received"] == commit["tables_received"]
+    closed = api.post("/data/batch", json={"version": name(base), "table": "offer", "batch_id": 1,
+                                           "total_batches": 1, "records": [{"offer_id": 1}]})
+    assert closed.status_code == 409
+
+    # Look-alike audiences: sorted, deterministic, never current customers, offer-specific.
+    offers = offers_of(base).unique(["offer_id", "merchant_id_offer"]).sort("offer_id").head(2)
+    answers = []
+    for offer in offers.iter_rows(named=True):
+        query = {"merchant_id": offer["merchant_id_offer"], "offer_id": offer["offer_id"], "top_n": 100}
+        body = api.post("/lookalike", json=query).json()
+        assert body == api.post("/lookalike", json=query).json()
+        scores = [member["score"] for member in body["audience"]]
+        assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+        assert body["reasons"] and body["model_version"] == first_model
+        users = {member["user_id"] for member in body["audience"]}
+        assert not users & current_customers([base], offer["merchant_id_offer"], offer["start_date"])
+        answers.append(users)
+    assert answers[0] != answers[1]
+    assert api.post("/lookalike", json={"merchant_id": 999_999_999, "offer_id": 1, "top_n": 5}).status_code == 404
+
+    # v2: same distributions, new offers: servable without retraining.
+    new_offers = offers_of(same).join(offers_of(base), on=["offer_id", "merchant_id_offer"], how="anti")
+    assert new_offers.height > 0
+    probe = new_offers.row(0, named=True)
+    query = {"merchant_id": probe["merchant_id_offer"], "offer_id": probe["offer_id"], "top_n": 10}
+    assert api.post("/lookalike", json=query).status_code == 404
+    send_version(str(api.base_url), same, version_name=name(same))
+    status = wait_idle(api)
+    assert status["data_version"] == name(same) and status["model_version"] == first_model
+    assert api.get("/monitoring/drift").json()["action_taken"] == "none"
+    assert api.post("/lookalike", json=query).status_code == 200
+
+    # v3: corrupted: rejected with a named cause; nothing changes.
+    send_version(str(api.base_url), corrupt, version_name=name(corrupt))
+    status = wait_idle(api)
+    quality = api.get("/monitoring/data-quality").json()
+    assert quality["version"] == name(corrupt) and quality["valid"] is False
+    assert any("user_id" in check["check"] for check in quality["failed_checks"]), quality["failed_checks"]
+    assert api.get("/monitoring/drift").json()["action_taken"] == "skipped"
+    assert status["data_version"] == name(same) and status["model_version"] == first_model
+
+    # v4: drifted: retrained, a new model version trained on v4, one more experiment.
+    send_version(str(api.base_url), drifted, version_name=name(drifted))
+    wait_idle(api)
+    drift = api.get("/monitoring/drift").json()
+    assert drift["drift_detected"] is True and drift["action_taken"] == "retrained"
+    experiments = api.get("/experiments").json()["experiments"]
+    assert len(experiments) == models_before + 2
+    info = api.get("/model/info").json()
+    latest = experiments[-1]
+    if latest["deployed"]:
+        assert info["model_version"] == latest["model_version"] != first_model
+        assert info["trained_on"] == name(drifted) and info["train_metrics"] == latest["metrics"]
