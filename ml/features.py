@@ -399,8 +399,9 @@ def _csr(n_rows: int, n_cols: int, rows: np.ndarray, cols: np.ndarray, data: np.
 
 
 def state_at(history: History, cut: int, offer_interactions_until: int | None = None) -> State:
-    """Everything known before `cut`. Interactions with a given offer (seen/activated/rewarded) are
-    what the catalog holds up to `offer_interactions_until` (default: the cut)."""
+    """Everything known before `cut`, except a user's interactions with the scored offer itself
+    (seen/activated/rewarded): those are whatever the catalog holds (optionally up to
+    `offer_interactions_until`), because serving sees an offer's activations as they arrive."""
     n, n_brands = history.n_users, history.n_brands
     tx = history.tx.filter(pl.col("day") < cut)
     pairs = tx.group_by("u", "b").agg(pl.len().alias("n"), pl.col("day").min().alias("first")).sort("u", "b")
@@ -499,9 +500,10 @@ def state_at(history: History, cut: int, offer_interactions_until: int | None = 
     brand_activated = _csr(n, n_brands, activated["u"].to_numpy(), activated["b"].to_numpy(),
                            np.ones(activated.height, np.float32))
 
-    until = cut if offer_interactions_until is None else offer_interactions_until
-    offer_frame = history.interactions.filter(pl.col("day").is_null() | (pl.col("day") < until)).select(
-        "offer_id", "kind", "u").unique()
+    offer_frame = history.interactions
+    if offer_interactions_until is not None:
+        offer_frame = offer_frame.filter(pl.col("day").is_null() | (pl.col("day") < offer_interactions_until))
+    offer_frame = offer_frame.select("offer_id", "kind", "u").unique()
     offer_users = _group_offer_users(offer_frame)
 
     user_raw = profile.select(CATEGORICAL)
