@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from ml.features import (
-    CATEGORICAL, OPEN_END_DAY, OfferSpec, State, brand_column, encode_categoricals, load_history, offer_features,
+    CATEGORICAL, EPOCH, OPEN_END_DAY, OfferSpec, State, brand_column, encode_categoricals, load_history, offer_features,
     state_at,
 )
 from ml.ground_truth import OPEN_END
@@ -118,10 +118,16 @@ class Scorer:
         row = self._offers.get((offer_id, merchant_id))
         if row is None:
             raise LookupError(f"offer {offer_id} of merchant {merchant_id} is unknown")
+        return self.score_offer(offer_id, merchant_id, row["start_date"], row["end_date"], row["offer_text"], top_n)
+
+    def score_offer(self, offer_id: int, merchant_id: int, start_date: dt.date, end_date: dt.date | None,
+                    offer_text: str | None, top_n: int) -> Audience:
+        """The audience of an offer given by its fields (benchmarks score offers the catalog never saw)."""
         known_brand = self._merchant_brand.get(merchant_id)
         brand = int(known_brand) if known_brand is not None else -1
-        spec = OfferSpec(brand=brand, start_day=int(row["start_day"]), end_day=int(row["end_day"]),
-                         text=row["offer_text"], offer_id=offer_id)
+        end_day = OPEN_END_DAY if end_date is None or end_date >= OPEN_END else (end_date - EPOCH).days
+        spec = OfferSpec(brand=brand, start_day=(start_date - EPOCH).days, end_day=end_day, text=offer_text,
+                         offer_id=offer_id)
         state = self.state
         users, first = brand_column(state, brand)
         excluded = np.zeros(state.n_users, dtype=bool)

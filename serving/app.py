@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, ORJSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
 from domain.settings import settings
@@ -52,6 +54,8 @@ async def lifespan(app: FastAPI):
 
 app = FastAPI(title="Look-a-Like Service", version="1.0", default_response_class=ORJSONResponse,
               lifespan=lifespan)
+STATIC = Path(__file__).parent / "static"
+app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -284,3 +288,9 @@ async def event_stream(request: Request, topics: str = "control,versions,pipelin
     runtime_of(request)
     return StreamingResponse(events_stream.stream(settings(), chosen, since), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@app.get("/dashboard", include_in_schema=False)
+async def dashboard():
+    """A page that tails /events: the current version's stages, per-version quality and drift, models."""
+    return FileResponse(STATIC / "dashboard.html")

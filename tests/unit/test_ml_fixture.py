@@ -39,30 +39,22 @@ def make_snapshot(out: Path, users: int = 1200, brands: int = 50, days: int = 30
     user_ids = 50001 + np.arange(users)
     brand_ids = 400000 + np.arange(brands) * 7
 
-    affinity = taste @ brand_pos.T / 2 + brand_pop
-    prob = np.exp(affinity - affinity.max(axis=1, keepdims=True))
-    prob /= prob.sum(axis=1, keepdims=True)
-
     rows_u, rows_b, rows_d = [], [], []
-    for u in range(users):  # a test fixture: a loop over 1.2k users is fine here
-        n = rng.poisson(rate[u] * days)
-        if n == 0:
-            continue
+    counts = rng.poisson(rate * days)
+    for u in np.flatnonzero(counts):  # a fixture: one vectorised draw per user
+        n = int(counts[u])
+        affinity = taste[u] @ brand_pos.T / 2 + brand_pop
+        prob = np.exp(affinity - affinity.max())
         tx_days = np.sort(rng.integers(0, days, size=n))
+        # Each purchase adopts a brand by taste (25%) or repeats one adopted before.
         adopt = rng.random(n) < 0.25
         adopt[0] = True
-        chosen = np.empty(n, dtype=np.int64)
-        owned: list[int] = []
-        new_brands = rng.choice(brands, size=n, p=prob[u])
-        for i in range(n):
-            if adopt[i] or not owned:
-                chosen[i] = new_brands[i]
-                if new_brands[i] not in owned:
-                    owned.append(int(new_brands[i]))
-            else:
-                chosen[i] = owned[rng.integers(0, len(owned))]
+        drawn = rng.choice(brands, size=n, p=prob / prob.sum())
+        adopted = drawn[adopt]
+        before = np.cumsum(adopt)
+        repeat = adopted[(rng.random(n) * before).astype(np.int64)]
         rows_u.append(np.full(n, u))
-        rows_b.append(chosen)
+        rows_b.append(np.where(adopt, drawn, repeat))
         rows_d.append(tx_days)
     tu, tb, td = np.concatenate(rows_u), np.concatenate(rows_b), np.concatenate(rows_d)
     amounts = np.array(["0-100", "100-500", "500-1k", "1k-5k", "5k-10k", "10k+"])
