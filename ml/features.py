@@ -291,7 +291,6 @@ class State:
             binary.data = np.ones_like(binary.data, dtype=np.float32)
             row_nnz = np.diff(binary.indptr).astype(np.float32)
             inv = np.where(row_nnz > 0, 1.0 / np.sqrt(np.maximum(row_nnz, 1)), 0.0).astype(np.float32)
-            normalised = sparse.diags(inv) @ binary
             first_csc = self.first.tocsc()
             first_csc.sort_indices()
             seen_csc = self.brand_seen.tocsc()
@@ -301,8 +300,7 @@ class State:
                 levels = int(codes.max()) + 1 if len(codes) else 1
                 priors[name] = np.bincount(codes, minlength=levels).astype(np.float64) / max(len(codes), 1)
             self._derived.update(
-                binary=binary.tocsr(), binary_t=binary.T.tocsr(), normalised=normalised.tocsr(),
-                normalised_t=normalised.T.tocsr(), row_nnz=row_nnz,
+                binary=binary.tocsr(), binary_t=binary.T.tocsr(), row_inv=inv, row_nnz=row_nnz,
                 brand_nnz=np.diff(first_csc.indptr).astype(np.float32), first_csc=first_csc,
                 seen_csc=seen_csc, activated_csc=activated_csc, priors=priors,
             )
@@ -556,16 +554,36 @@ def customers_before(state: State, brand: int, day: int) -> np.ndarray:
     return users[first < day]
 
 
-def _cosine_to_centroid(state: State, members: np.ndarray) -> np.ndarray:
-    """Cosine of each user's (normalised binary) brand vector with the members' centroid."""
+def _similarities(state: State, brand: int, members: np.ndarray, recent: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per user (all users): cosine of the user's normalised brand vector with the centroid of the brand's
+    customers (`brand_affinity`) and of its recent converts, and the item-item sum / max of cosine
+    similarities between the user's brands and this brand. Two sparse passes, whatever the brand."""
     derived = state.derived()
+    n = state.n_users
     if len(members) == 0:
-        return np.zeros(state.n_users, dtype=np.float32)
-    centroid = np.asarray(derived["normalised"][members].sum(axis=0)).ravel()
-    norm = float(np.linalg.norm(centroid))
-    if norm == 0:
-        return np.zeros(state.n_users, dtype=np.float32)
-    return (derived["normalised"] @ (centroid / norm)).astype(np.float32)
+        zeros = np.zeros(n, dtype=np.float32)
+        return zeros, zeros, zeros, zeros
+    binary, inv = derived["binary"], derived["row_inv"]
+    left = np.zeros((n, 3), dtype=np.float32)
+    left[members, 0] = inv[members]
+    left[recent, 1] = inv[recent]
+    left[members, 2] = 1.0
+    brand_side = derived["binary_t"] @ left          # centroid, recent centroid, co-buyers per brand
+    right = np.zeros_like(brand_side)
+    for column in (0, 1):
+        norm = float(np.linalg.norm(brand_side[:, column]))
+        if norm > 0:
+            right[:, column] = brand_side[:, column] / norm
+    cosine = brand_side[:, 2] / np.sqrt(len(members) * np.maximum(derived["brand_nnz"], 1))
+    if 0 <= brand < len(cosine):
+        cosine[brand] = 0.0
+    right[:, 2] = cosine
+    user_side = binary @ right
+    values = np.append(cosine[binary.indices], np.float32(0)).astype(np.float32)
+    item_max = np.maximum.reduceat(values, np.minimum(binary.indptr[:-1], len(values) - 1))
+    item_max[derived["row_nnz"] == 0] = 0.0
+    return ((inv * user_side[:, 0]).astype(np.float32), (inv * user_side[:, 1]).astype(np.float32),
+            user_side[:, 2].astype(np.float32), item_max.astype(np.float32))
 
 
 def _lift(state: State, name: str, members: np.ndarray) -> np.ndarray:
@@ -592,29 +610,12 @@ def offer_features(state: State, offer: OfferSpec, rows: np.ndarray | None = Non
     members = users[first < offer.start_day]
     recent = users[(first < offer.start_day) & (first >= offer.start_day - RECENT_DAYS)]
 
-    affinity = _cosine_to_centroid(state, members)[rows]
-    recent_affinity = _cosine_to_centroid(state, recent)[rows]
-
-    binary, binary_t = derived["binary"], derived["binary_t"]
+    affinity_all, recent_all, item_sum_all, item_max_all = _similarities(state, brand, members, recent)
+    affinity, recent_affinity = affinity_all[rows], recent_all[rows]
+    item_sum, item_max = item_sum_all[rows], item_max_all[rows]
     if len(members):
-        indicator = np.zeros(n, dtype=np.float32)
-        indicator[members] = 1.0
-        co_buyers = binary_t @ indicator
-        cosine = co_buyers / np.sqrt(np.maximum(len(members), 1) * np.maximum(derived["brand_nnz"], 1))
-        if 0 <= brand < len(cosine):
-            cosine[brand] = 0.0
-        cosine = cosine.astype(np.float32)
-        item_sum_all = binary @ cosine
-        values = np.append(cosine[binary.indices], np.float32(0))
-        starts = binary.indptr[:-1]
-        item_max_all = np.maximum.reduceat(values, np.minimum(starts, len(values) - 1))
-        item_max_all[np.diff(binary.indptr) == 0] = 0.0
-        item_sum = item_sum_all[rows]
-        item_max = item_max_all[rows]
         centroid_categories = state.category_share[members].mean(axis=0)
     else:
-        item_sum = np.zeros(len(rows), np.float32)
-        item_max = np.zeros(len(rows), np.float32)
         centroid_categories = np.zeros(state.category_share.shape[1], np.float32)
     item_mean = item_sum / np.maximum(derived["row_nnz"][rows], 1.0)
     user_categories = state.category_share[rows]
