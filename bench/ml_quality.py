@@ -65,6 +65,7 @@ def _train_in_child(work: Path, params: dict, seed: int):
 
     code = ("import pickle,sys,json; from pathlib import Path; from ml.train import train; "
             "p=json.loads(sys.argv[3]); r=train(Path(sys.argv[1]), Path(sys.argv[2]), p, int(sys.argv[4])); "
+            "import resource; r.metrics['peak_memory_mb']=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024; "
             "Path(sys.argv[2],'result.pkl').write_bytes(pickle.dumps(r))")
     root = Path(__file__).resolve().parent.parent
     subprocess.run([sys.executable, "-c", code, str(work / "catalog"), str(work / "model"), json.dumps(params),
@@ -160,7 +161,7 @@ def main() -> None:
         t = time.perf_counter()
         result = _train_in_child(work, model_params, seed)
         figures["train_seconds"] = time.perf_counter() - t
-        figures["train_peak_memory_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        figures["train_peak_memory_mb"] = result.metrics["peak_memory_mb"]
         scorer = Scorer(work / "bundle", result.model_path)
         # Serving latency over the catalog's own offers: first call (uncached) and a repeat (cached).
         offers = read_table(work / "catalog", "offer").unique(["offer_id", "merchant_id_offer"]).sort("offer_id")

@@ -1,7 +1,6 @@
 """Scenario kinds of a version: the same world, a drifted one, or a corrupted delivery."""
 from __future__ import annotations
 
-import datetime as dt
 
 import numpy as np
 import polars as pl
@@ -61,7 +60,8 @@ def corrupt(name: str, tables: dict[str, pl.DataFrame], manifest: dict, world: W
             ((pl.col("age_bucket").cast(pl.Int64) + 25) % 70 + 15).cast(pl.Utf8).alias("age_bucket"))
         tables["people"] = pl.concat([tables["people"], flipped.select(tables["people"].columns)])
     elif name == "corrupt_dates":
-        bad = pl.Series(np.where(rng.random(n) < 0.5, dt.date(1970, 1, 1), dt.date(2099, 12, 31)), dtype=pl.Date)
+        bad = pl.Series(np.where(rng.random(n) < 0.5, np.datetime64("1970-01-01"), np.datetime64("2099-12-31")),
+                        dtype=pl.Date)
         tables["transaction"] = tx.with_columns(pl.when(share(0.3)).then(bad).otherwise(pl.col("event_date"))
                                                 .alias("event_date"))
     elif name == "corrupt_duplicates":

@@ -116,7 +116,9 @@ def generate_series(out_dir: Path | str, scale: str = "tiny", seed: int = 42,
         all_tx = _concat([timeline.month(m)["transaction"] for m in known_months])
         new_users = (world.user_since == era) if mode == "increment" else (world.user_since <= era)
         users = world.user_ids[new_users]
-        merchants = world.merchants.filter((pl.col("since") == era) if mode == "increment" else (pl.col("since") <= era))
+        # Merchants arrive with the version that announces their first offers (next month's included).
+        merchants = world.merchants.filter(
+            (pl.col("since") <= era + 1) if (mode == "full" or era == 0) else (pl.col("since") == era + 1))
         last_seen = all_tx.group_by("user_id").agg(pl.col("event_date").max().cast(pl.Utf8).alias("last_activity_day"))
         activations = _concat([timeline.month(m)["offer_activation"] for m in months])
         tables = {

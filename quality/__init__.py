@@ -1,0 +1,1 @@
+"""Data quality: validation of each version (Great Expectations) and drift (Evidently)."""
