@@ -20,9 +20,9 @@ def behaviour(name: str, world: World) -> Behaviour:
         # Spending moves online, to pricier buckets and to weekends, and gets more frequent.
         return Behaviour(online_shift=0.35, tier_shift=0.5, frequency=1.6, weekend_bias=2.0)
     if name == "drift_clients":
-        # The active client base changes: half of the taste groups become far more active.
+        # The active client base changes: some taste groups and the richer tier become far more active.
         activity = np.where(np.arange(K) < K // 2, 3.0, 0.15)
-        return Behaviour(segment_activity=activity)
+        return Behaviour(segment_activity=activity, tier_activity=np.array([0.2, 1.0, 4.0]))
     if name == "drift_receipts":
         mix = np.zeros(K)
         mix[[1, 5]] = 0.5

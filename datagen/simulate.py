@@ -54,6 +54,8 @@ def simulate_month(world: World, month: int, first: dt.date, behaviour: Behaviou
     rate = world.rate[active] * behaviour.frequency
     if behaviour.segment_activity is not None:
         rate = rate * behaviour.segment_activity[world.taste[active].argmax(axis=1)]
+    if behaviour.tier_activity is not None:
+        rate = rate * behaviour.tier_activity[world.tier[active]]
     counts = rng.poisson(rate)
     users = np.repeat(active, counts)
     n = len(users)

@@ -44,7 +44,8 @@ class Behaviour:
     tier_shift: float = 0.0
     frequency: float = 1.0
     weekend_bias: float = 0.0
-    segment_activity: np.ndarray | None = None  # per segment code multiplier (client-mix drift)
+    segment_activity: np.ndarray | None = None  # per strongest-taste multiplier (client-mix drift)
+    tier_activity: np.ndarray | None = None     # per price-tier multiplier (client-mix drift: age, vip)
     receipt_mix: np.ndarray | None = None       # category weights for receipts (receipt drift)
     receipt_cost_shift: float = 0.0
 
