@@ -123,7 +123,10 @@ def _holdout_offers(scorer: Scorer, version: Path, catalog: Path, k: int, seed: 
         record("segment", ids[top_k(lift, ids, k)].tolist(), relevant)
         if oracle is not None and "offer_id" in oracle.columns:
             score_col = next((c for c in ("score", "probability", "p", "propensity") if c in oracle.columns), None)
-            mine = oracle.filter(pl.col("offer_id") == row["offer_id"])
+            # The oracle scores every active user: rank it among the same candidates (non-customers).
+            mine = oracle.filter((pl.col("offer_id") == row["offer_id"])
+                                 & (pl.col("merchant_id_offer") == row["merchant_id_offer"])
+                                 & pl.col("user_id").is_in(ids.tolist()))
             if score_col and mine.height:
                 ranked = mine.sort([score_col, "user_id"], descending=[True, False])["user_id"].head(k).to_list()
                 record("oracle", ranked, relevant)

@@ -51,7 +51,7 @@ def settings() -> Settings:
         broker=_env("LAL_BROKER", "localhost:9092"),
         s3_endpoint=os.environ.get("LAL_S3_ENDPOINT") or None,
         s3_bucket=_env("LAL_S3_BUCKET", "lookalike"),
-        mlflow_uri=_env("MLFLOW_TRACKING_URI", f"file:{ROOT / 'var' / 'mlruns'}"),
+        mlflow_uri=_env("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'var' / 'mlflow.db'}"),
         work_dir=Path(_env("LAL_WORK_DIR", str(ROOT / "var"))),
         port=int(_env("PORT", "8080")),
         params=load_params(),

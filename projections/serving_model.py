@@ -51,6 +51,7 @@ class ServingModel:
             self.model = event
         else:
             return
+        self.load_error = None  # a new pair to load: an earlier failure says nothing about it
         self._wanted.set()
 
     def wanted(self) -> Servable | None:
@@ -59,6 +60,11 @@ class ServingModel:
         return Servable(bundle_prefix=f"{self.catalog.catalog_prefix}/bundle", catalog_version=self.catalog.version,
                         model_key=self.model.model_key, model_version=self.model.model_version,
                         trained_on=self.model.trained_on)
+
+    def loading(self) -> bool:
+        """A newer catalog or model is wanted than the one loaded (and its last load did not fail)."""
+        wanted = self.wanted()
+        return wanted is not None and self.load_error is None and (self.loaded is None or self.loaded.servable != wanted)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loader(), name="serving-model-loader")

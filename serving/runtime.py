@@ -65,6 +65,8 @@ class Runtime:
         finished = self.pipeline.progress.finished
         if any(version not in finished for version in self.ledger.committed_versions()):
             return "running"
+        if self.serving.loading():  # the last version's catalog or model is not servable yet
+            return "running"
         return "failed" if self.pipeline.progress.last_finished == "failed" else "idle"
 
 
