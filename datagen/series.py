@@ -76,7 +76,7 @@ def _rewards(activations: pl.DataFrame | None, offers: pl.DataFrame | None, merc
     """A reward row for each activation followed by a purchase at the brand within the window."""
     if activations is None or offers is None:
         return None
-    windows = (offers.unique(["offer_id"], keep="first").join(merchants.select("merchant_id_offer", "brand_dk"),
+    windows = (offers.unique(["offer_id"], keep="first", maintain_order=True).join(merchants.select("merchant_id_offer", "brand_dk"),
                                                              on="merchant_id_offer")
                .select("offer_id", "brand_dk", "start_date", "end_date"))
     rewarded = (activations.join(windows, on="offer_id")
@@ -163,7 +163,7 @@ def _write_holdout(path: Path, timeline: Timeline, last_month: int, world: World
     era = timeline.era(last_month + 1)
     active = np.flatnonzero(world.user_since <= era)
     parts = []
-    for offer in offers.unique(["offer_id", "merchant_id_offer"], keep="first").iter_rows(named=True):
+    for offer in offers.unique(["offer_id", "merchant_id_offer"], keep="first", maintain_order=True).iter_rows(named=True):
         brand = brand_index[int(merchant_brand[offer["merchant_id_offer"]])]
         end = min(offer["end_date"], offer["start_date"] + dt.timedelta(60))
         months = ((end - offer["start_date"]).days + 1) / 30

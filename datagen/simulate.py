@@ -158,7 +158,7 @@ def offer_interactions(world: World, offers: pl.DataFrame, era: int) -> tuple[li
     merchant_brand = dict(zip(world.merchants["merchant_id_offer"].to_list(), world.merchants["brand_dk"].to_list()))
     active = np.flatnonzero(world.user_since <= era)
     boosts, seen_parts, activation_parts = [], [], []
-    for offer in offers.unique(["offer_id", "merchant_id_offer"]).iter_rows(named=True):
+    for offer in offers.unique(["offer_id", "merchant_id_offer"], maintain_order=True).iter_rows(named=True):
         brand = brand_index[int(merchant_brand[offer["merchant_id_offer"]])]
         affinity = purchase_probability(world, active, brand) + 1e-4
         size = max(3, int(len(active) * SEEN_SHARE))

@@ -40,13 +40,16 @@ def top_k(scores: np.ndarray, user_ids: np.ndarray, k: int) -> np.ndarray:
 class StateCache:
     """States by cut day, encoded with the model's categorical levels (a cut costs a pass over the data)."""
 
-    def __init__(self, history: History, levels: dict[str, list[str]]):
+    def __init__(self, history: History, levels: dict[str, list[str]], keep: int = 2):
         self.history = history
         self.levels = levels
+        self.keep = keep  # callers visit queries in cut order, so a couple of states bound the memory
         self.states: dict[int, State] = {}
 
     def __call__(self, cut: int) -> State:
         if cut not in self.states:
+            while len(self.states) >= self.keep:
+                self.states.pop(next(iter(self.states)))
             state = state_at(self.history, cut)
             encode_categoricals(state, self.levels)
             self.states[cut] = state
@@ -76,7 +79,7 @@ def score_holdout(model: LookalikeModel, plan: Plan, states: StateCache, k: int,
         results.setdefault(f"map_at_{k}{name}", []).append(average_precision_at_k(ranked_users, relevant, k))
         results.setdefault(f"precision_at_{k}{name}", []).append(precision_at_k(ranked_users, relevant, k))
 
-    for query in plan.holdout:
+    for query in sorted(plan.holdout, key=lambda q: (q.cut, q.key)):
         state = states(query.cut)
         pool = candidates(state, query)
         relevant = set(query.positives.tolist())

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("TQDM_DISABLE", "1")
 
 import great_expectations as gx  # noqa: E402
+from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 import pandas as pd  # noqa: E402
 import polars as pl  # noqa: E402
 
@@ -84,6 +84,7 @@ class _Runner:
 
     def __init__(self) -> None:
         context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
         asset = context.data_sources.add_pandas("lookalike").add_dataframe_asset(name="frame")
         self.batch_definition = asset.add_batch_definition_whole_dataframe("whole")
         self.checks: list[CheckResult] = []
@@ -195,7 +196,8 @@ def _table_checks(runner: _Runner, table: str, frame: pl.DataFrame, ref: pl.Data
         if ref is not None:
             known = sorted(str(v) for v in ref[column].drop_nulls().unique().to_list())
             runner.expect(f"{table}.{column}_in_known_domain", table, sample,
-                          gx.expectations.ExpectColumnValuesToBeInSet(column=column, value_set=known, mostly=0.95),
+                          # A new value may appear (a new bucket); a different vocabulary may not.
+                          gx.expectations.ExpectColumnValuesToBeInSet(column=column, value_set=known, mostly=0.8),
                           True, lambda r, ok, c=column: _rate(r, f"with {c} outside the values seen before", ok))
         else:  # first version: a categorical column is low-cardinality, whatever its values are
             runner.expect(f"{table}.{column}_is_categorical", table, sample,
