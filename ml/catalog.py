@@ -23,7 +23,8 @@ def read_table(directory: Path, table: str, columns: list[str] | None = None) ->
     wanted = columns or list(schema)
     if not path.exists():
         return empty_frame(table).select(wanted)
-    frame = pl.read_parquet(path)
+    present = set(pl.read_parquet_schema(path))
+    frame = pl.read_parquet(path, columns=[c for c in wanted if c in present])
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         frame = frame.with_columns(pl.lit(None, dtype=schema[c]).alias(c) for c in missing)

@@ -69,7 +69,7 @@ def _ground_truth(history: History, queries: list[tuple[OfferSpec, int, bool]]) 
 
 def _new_customer_counts(history: History, start: int, end: int) -> pl.DataFrame:
     """Per brand, users whose first purchase falls in [start, end] (for choosing brands only)."""
-    first = history.tx.group_by("u", "b").agg(pl.col("day").min().alias("first"))
+    first = history.first_purchases()
     return (first.filter(pl.col("first").is_between(start, end)).group_by("b").len()
             .sort(["len", "b"], descending=[True, False]))
 

@@ -140,10 +140,17 @@ class History:
     transactions: pl.DataFrame  # user_id, brand_dk, event_date: what ground truth is computed from
     min_day: int
     max_day: int
+    _first: pl.DataFrame | None = field(default=None, repr=False)
 
     @property
     def n_users(self) -> int:
         return len(self.user_ids)
+
+    def first_purchases(self) -> pl.DataFrame:
+        """(u, b, first day) of every user-brand pair, computed once."""
+        if self._first is None:
+            self._first = self.tx.group_by("u", "b").agg(pl.col("day").min().alias("first"))
+        return self._first
 
     @property
     def n_brands(self) -> int:
@@ -554,36 +561,51 @@ def customers_before(state: State, brand: int, day: int) -> np.ndarray:
     return users[first < day]
 
 
-def _similarities(state: State, brand: int, members: np.ndarray, recent: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per user (all users): cosine of the user's normalised brand vector with the centroid of the brand's
-    customers (`brand_affinity`) and of its recent converts, and the item-item sum / max of cosine
-    similarities between the user's brands and this brand. Two sparse passes, whatever the brand."""
+def similarities(state: State, items: list[tuple[int, np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, ...]]:
+    """For each (brand, customers, recent converts), per user (all users): cosine of the user's normalised
+    brand vector with the centroid of the customers (`brand_affinity`) and of the recent converts, and the
+    item-item sum / max of cosine similarities between the user's brands and this brand.
+    Two sparse passes for the whole batch (a brand per three dense columns)."""
     derived = state.derived()
     n = state.n_users
-    if len(members) == 0:
-        zeros = np.zeros(n, dtype=np.float32)
-        return zeros, zeros, zeros, zeros
     binary, inv = derived["binary"], derived["row_inv"]
-    left = np.zeros((n, 3), dtype=np.float32)
-    left[members, 0] = inv[members]
-    left[recent, 1] = inv[recent]
-    left[members, 2] = 1.0
-    brand_side = derived["binary_t"] @ left          # centroid, recent centroid, co-buyers per brand
+    left = np.zeros((n, 3 * len(items)), dtype=np.float32)
+    for q, (_, members, recent) in enumerate(items):
+        left[members, 3 * q] = inv[members]
+        left[recent, 3 * q + 1] = inv[recent]
+        left[members, 3 * q + 2] = 1.0
+    brand_side = np.asarray(derived["binary_t"] @ left)  # centroid, recent centroid, co-buyers per brand
     right = np.zeros_like(brand_side)
-    for column in (0, 1):
-        norm = float(np.linalg.norm(brand_side[:, column]))
-        if norm > 0:
-            right[:, column] = brand_side[:, column] / norm
-    cosine = brand_side[:, 2] / np.sqrt(len(members) * np.maximum(derived["brand_nnz"], 1))
-    if 0 <= brand < len(cosine):
-        cosine[brand] = 0.0
-    right[:, 2] = cosine
-    user_side = binary @ right
-    values = np.append(cosine[binary.indices], np.float32(0)).astype(np.float32)
-    item_max = np.maximum.reduceat(values, np.minimum(binary.indptr[:-1], len(values) - 1))
-    item_max[derived["row_nnz"] == 0] = 0.0
-    return ((inv * user_side[:, 0]).astype(np.float32), (inv * user_side[:, 1]).astype(np.float32),
-            user_side[:, 2].astype(np.float32), item_max.astype(np.float32))
+    cosines = []
+    for q, (brand, members, _) in enumerate(items):
+        for column in (3 * q, 3 * q + 1):
+            norm = float(np.linalg.norm(brand_side[:, column]))
+            if norm > 0:
+                right[:, column] = brand_side[:, column] / norm
+        cosine = brand_side[:, 3 * q + 2] / np.sqrt(max(len(members), 1) * np.maximum(derived["brand_nnz"], 1))
+        if 0 <= brand < len(cosine):
+            cosine[brand] = 0.0
+        right[:, 3 * q + 2] = cosine
+        cosines.append(cosine.astype(np.float32))
+    user_side = np.asarray(binary @ right)
+    results = []
+    starts = binary.indptr[:-1]
+    for q, cosine in enumerate(cosines):
+        values = np.append(cosine[binary.indices], np.float32(0))
+        item_max = np.maximum.reduceat(values, np.minimum(starts, len(values) - 1))
+        item_max[derived["row_nnz"] == 0] = 0.0
+        results.append(((inv * user_side[:, 3 * q]).astype(np.float32),
+                        (inv * user_side[:, 3 * q + 1]).astype(np.float32),
+                        user_side[:, 3 * q + 2].astype(np.float32), item_max.astype(np.float32)))
+    return results
+
+
+def offer_members(state: State, offer: OfferSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The brand's customers before the offer's start, and those of them who converted recently."""
+    users, first = brand_column(state, offer.brand)
+    members = users[first < offer.start_day]
+    recent = users[(first < offer.start_day) & (first >= offer.start_day - RECENT_DAYS)]
+    return members, recent
 
 
 def _lift(state: State, name: str, members: np.ndarray) -> np.ndarray:
@@ -594,7 +616,8 @@ def _lift(state: State, name: str, members: np.ndarray) -> np.ndarray:
     return (share / np.maximum(prior, 1e-12)).astype(np.float32)[codes]
 
 
-def offer_features(state: State, offer: OfferSpec, rows: np.ndarray | None = None) -> np.ndarray:
+def offer_features(state: State, offer: OfferSpec, rows: np.ndarray | None = None,
+                   similarity: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
     """Feature matrix (rows x FEATURE_NAMES) of users `rows` (default: all) for `offer`.
 
     Brand-side aggregates use the brand's customers before the offer's start, so a user who first buys
@@ -606,11 +629,10 @@ def offer_features(state: State, offer: OfferSpec, rows: np.ndarray | None = Non
     n = state.n_users
     rows = np.arange(n) if rows is None else np.asarray(rows)
     brand = offer.brand
-    users, first = brand_column(state, brand)
-    members = users[first < offer.start_day]
-    recent = users[(first < offer.start_day) & (first >= offer.start_day - RECENT_DAYS)]
-
-    affinity_all, recent_all, item_sum_all, item_max_all = _similarities(state, brand, members, recent)
+    members, recent = offer_members(state, offer)
+    if similarity is None:
+        similarity = similarities(state, [(brand, members, recent)])[0]
+    affinity_all, recent_all, item_sum_all, item_max_all = similarity
     affinity, recent_affinity = affinity_all[rows], recent_all[rows]
     item_sum, item_max = item_sum_all[rows], item_max_all[rows]
     if len(members):

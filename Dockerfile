@@ -1,0 +1,38 @@
+# One image for every process of the service (API, Faust worker, pipeline, provisioning, MLflow).
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    GX_ANALYTICS_ENABLED=false \
+    DVC_NO_ANALYTICS=1 \
+    MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
+    LAL_WORK_DIR=/tmp/lal \
+    PORT=8080
+
+# Dependencies first, in their own layer: code changes do not reinstall them. Every package has a
+# wheel for CPython 3.11 on manylinux, so no compiler enters the image.
+COPY requirements.txt /app/requirements.txt
+RUN pip install -r /app/requirements.txt
+
+RUN useradd --create-home --uid 10001 app
+WORKDIR /app
+COPY --chown=app:app domain ./domain
+COPY --chown=app:app adapters ./adapters
+COPY --chown=app:app ingest ./ingest
+COPY --chown=app:app processors ./processors
+COPY --chown=app:app projections ./projections
+COPY --chown=app:app serving ./serving
+COPY --chown=app:app ml ./ml
+COPY --chown=app:app quality ./quality
+COPY --chown=app:app datagen ./datagen
+COPY --chown=app:app stages ./stages
+COPY --chown=app:app .dvc/config ./.dvc/config
+COPY --chown=app:app params.yaml dvc.yaml dvc.lock .dvcignore README.md ./
+USER app
+
+EXPOSE 8080
+HEALTHCHECK --interval=5s --timeout=3s --start-period=20s --retries=30 \
+  CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/ready', timeout=2)"
+CMD ["python", "-m", "serving"]
