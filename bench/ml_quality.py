@@ -73,7 +73,8 @@ def _train_in_child(work: Path, params: dict, seed: int):
     return pickle.loads((work / "model" / "result.pkl").read_bytes())
 
 
-def _holdout_offers(scorer: Scorer, version: Path, catalog: Path, k: int, seed: int) -> dict[str, float] | None:
+def _holdout_offers(scorer: Scorer, version: Path, catalog: Path, k: int, seed: int,
+                    max_offers: int = 200) -> dict[str, float] | None:
     """Score the generator's held-out offers (future windows) against their real ground truth."""
     holdout = version / "_holdout"
     if not (holdout / "offer.parquet").exists():
@@ -85,7 +86,13 @@ def _holdout_offers(scorer: Scorer, version: Path, catalog: Path, k: int, seed: 
     if (holdout / "merchant.parquet").exists():
         merchants = pl.concat([merchants, pl.read_parquet(holdout / "merchant.parquet").select(merchants.columns)])
     truth = offers_ground_truth(pl.concat([past, future.select(past.columns)]), offers, merchants)
-    oracle = pl.read_parquet(holdout / "oracle.parquet") if (holdout / "oracle.parquet").exists() else None
+    offers = offers.unique(["offer_id", "merchant_id_offer"], keep="first").sort("offer_id").head(max_offers)
+    oracle = None
+    if (holdout / "oracle.parquet").exists():
+        # One row per (offer, active user): read only the offers scored here, grouped once.
+        oracle = {key: frame for key, frame in pl.scan_parquet(holdout / "oracle.parquet").filter(
+            pl.col("offer_id").is_in(offers["offer_id"].to_list())).collect().partition_by(
+            ["offer_id", "merchant_id_offer"], as_dict=True).items()}
     rng = np.random.default_rng(seed)
     state = scorer.state
     activity = USER_NUMERIC.index("tx_90d")
@@ -97,7 +104,7 @@ def _holdout_offers(scorer: Scorer, version: Path, catalog: Path, k: int, seed: 
         results.setdefault(f"precision_at_{k}_{name}", []).append(precision_at_k(ranked, relevant, k))
 
     latencies = []
-    for row in offers.unique(["offer_id", "merchant_id_offer"], keep="first").sort("offer_id").iter_rows(named=True):
+    for row in offers.iter_rows(named=True):
         relevant = set(truth.filter((pl.col("offer_id") == row["offer_id"])
                                     & (pl.col("merchant_id_offer") == row["merchant_id_offer"]))["user_id"].to_list())
         if not relevant:
@@ -121,15 +128,12 @@ def _holdout_offers(scorer: Scorer, version: Path, catalog: Path, k: int, seed: 
         record("popularity", ids[top_k(state.user_numeric[pool, activity], ids, k)].tolist(), relevant)
         lift = offer_features(state, spec, pool)[:, segment_lift]
         record("segment", ids[top_k(lift, ids, k)].tolist(), relevant)
-        if oracle is not None and "offer_id" in oracle.columns:
-            score_col = next((c for c in ("score", "probability", "p", "propensity") if c in oracle.columns), None)
+        mine = (oracle or {}).get((row["offer_id"], row["merchant_id_offer"]))
+        if mine is not None and "probability" in mine.columns:
             # The oracle scores every active user: rank it among the same candidates (non-customers).
-            mine = oracle.filter((pl.col("offer_id") == row["offer_id"])
-                                 & (pl.col("merchant_id_offer") == row["merchant_id_offer"])
-                                 & pl.col("user_id").is_in(ids.tolist()))
-            if score_col and mine.height:
-                ranked = mine.sort([score_col, "user_id"], descending=[True, False])["user_id"].head(k).to_list()
-                record("oracle", ranked, relevant)
+            mine = mine.filter(pl.col("user_id").is_in(ids.tolist()))
+            ranked = mine.sort(["probability", "user_id"], descending=[True, False])["user_id"].head(k).to_list()
+            record("oracle", ranked, relevant)
     metrics = {name: float(np.mean(v)) for name, v in results.items()}
     metrics["offers"] = float(len(results.get(f"map_at_{k}_model", [])))
     if latencies:

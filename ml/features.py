@@ -561,43 +561,38 @@ def customers_before(state: State, brand: int, day: int) -> np.ndarray:
     return users[first < day]
 
 
-def similarities(state: State, items: list[tuple[int, np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, ...]]:
-    """For each (brand, customers, recent converts), per user (all users): cosine of the user's normalised
-    brand vector with the centroid of the customers (`brand_affinity`) and of the recent converts, and the
-    item-item sum / max of cosine similarities between the user's brands and this brand.
-    Two sparse passes for the whole batch (a brand per three dense columns)."""
+def similarities(state: State, brand: int, members: np.ndarray, recent: np.ndarray,
+                 rows: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per user in `rows`: cosine of the user's normalised brand vector with the centroid of the brand's
+    customers (`brand_affinity`) and of its recent converts, and the item-item sum / max of cosine
+    similarities between the user's brands and this brand. Costs the nonzeros of the members and rows."""
     derived = state.derived()
-    n = state.n_users
     binary, inv = derived["binary"], derived["row_inv"]
-    left = np.zeros((n, 3 * len(items)), dtype=np.float32)
-    for q, (_, members, recent) in enumerate(items):
-        left[members, 3 * q] = inv[members]
-        left[recent, 3 * q + 1] = inv[recent]
-        left[members, 3 * q + 2] = 1.0
-    brand_side = np.asarray(derived["binary_t"] @ left)  # centroid, recent centroid, co-buyers per brand
-    right = np.zeros_like(brand_side)
-    cosines = []
-    for q, (brand, members, _) in enumerate(items):
-        for column in (3 * q, 3 * q + 1):
-            norm = float(np.linalg.norm(brand_side[:, column]))
-            if norm > 0:
-                right[:, column] = brand_side[:, column] / norm
-        cosine = brand_side[:, 3 * q + 2] / np.sqrt(max(len(members), 1) * np.maximum(derived["brand_nnz"], 1))
-        if 0 <= brand < len(cosine):
-            cosine[brand] = 0.0
-        right[:, 3 * q + 2] = cosine
-        cosines.append(cosine.astype(np.float32))
-    user_side = np.asarray(binary @ right)
-    results = []
-    starts = binary.indptr[:-1]
-    for q, cosine in enumerate(cosines):
-        values = np.append(cosine[binary.indices], np.float32(0))
-        item_max = np.maximum.reduceat(values, np.minimum(starts, len(values) - 1))
-        item_max[derived["row_nnz"] == 0] = 0.0
-        results.append(((inv * user_side[:, 3 * q]).astype(np.float32),
-                        (inv * user_side[:, 3 * q + 1]).astype(np.float32),
-                        user_side[:, 3 * q + 2].astype(np.float32), item_max.astype(np.float32)))
-    return results
+    m = len(rows)
+    if len(members) == 0:
+        zeros = np.zeros(m, dtype=np.float32)
+        return zeros, zeros, zeros, zeros
+    member_rows = binary[members]
+    co_buyers = np.asarray(member_rows.sum(axis=0)).ravel()
+    centroid = member_rows.T @ inv[members]
+    recent_centroid = binary[recent].T @ inv[recent] if len(recent) else np.zeros_like(centroid)
+    right = np.zeros((binary.shape[1], 3), dtype=np.float32)
+    for column, vector in ((0, centroid), (1, recent_centroid)):
+        norm = float(np.linalg.norm(vector))
+        if norm > 0:
+            right[:, column] = vector / norm
+    cosine = (co_buyers / np.sqrt(len(members) * np.maximum(derived["brand_nnz"], 1))).astype(np.float32)
+    if 0 <= brand < len(cosine):
+        cosine[brand] = 0.0
+    right[:, 2] = cosine
+    sub = binary if m == state.n_users and np.array_equal(rows, np.arange(m)) else binary[rows]
+    user_side = np.asarray(sub @ right)
+    values = np.append(cosine[sub.indices], np.float32(0))
+    item_max = np.maximum.reduceat(values, np.minimum(sub.indptr[:-1], len(values) - 1))
+    item_max[np.diff(sub.indptr) == 0] = 0.0
+    inv_rows = inv[rows]
+    return ((inv_rows * user_side[:, 0]).astype(np.float32), (inv_rows * user_side[:, 1]).astype(np.float32),
+            user_side[:, 2].astype(np.float32), item_max.astype(np.float32))
 
 
 def offer_members(state: State, offer: OfferSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -616,8 +611,7 @@ def _lift(state: State, name: str, members: np.ndarray) -> np.ndarray:
     return (share / np.maximum(prior, 1e-12)).astype(np.float32)[codes]
 
 
-def offer_features(state: State, offer: OfferSpec, rows: np.ndarray | None = None,
-                   similarity: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
+def offer_features(state: State, offer: OfferSpec, rows: np.ndarray | None = None) -> np.ndarray:
     """Feature matrix (rows x FEATURE_NAMES) of users `rows` (default: all) for `offer`.
 
     Brand-side aggregates use the brand's customers before the offer's start, so a user who first buys
@@ -630,11 +624,7 @@ def offer_features(state: State, offer: OfferSpec, rows: np.ndarray | None = Non
     rows = np.arange(n) if rows is None else np.asarray(rows)
     brand = offer.brand
     members, recent = offer_members(state, offer)
-    if similarity is None:
-        similarity = similarities(state, [(brand, members, recent)])[0]
-    affinity_all, recent_all, item_sum_all, item_max_all = similarity
-    affinity, recent_affinity = affinity_all[rows], recent_all[rows]
-    item_sum, item_max = item_sum_all[rows], item_max_all[rows]
+    affinity, recent_affinity, item_sum, item_max = similarities(state, brand, members, recent, rows)
     if len(members):
         centroid_categories = state.category_share[members].mean(axis=0)
     else:

@@ -15,13 +15,8 @@ from catboost import CatBoost, Pool
 
 from ml.dataset import Plan, make_plan
 from ml.evaluate import StateCache, average_precision_at_k, candidates, score_holdout
-from ml.features import (
-    FEATURE_NAMES, categorical_levels, load_history, offer_features, offer_members, similarities,
-)
+from ml.features import FEATURE_NAMES, categorical_levels, load_history, offer_features
 from ml.model import LookalikeModel
-
-
-SIMILARITY_BATCH = 64
 
 
 @dataclass
@@ -51,15 +46,8 @@ def build_examples(plan: Plan, states: StateCache, params: dict, seed: int) -> E
     if total_pos and total_pos * (1 + per_positive) > max_rows:
         per_positive = max(2, max_rows // total_pos - 1)
     blocks, labels, groups, weights, cuts = [], [], [], [], []
-    ordered = sorted(plan.train, key=lambda q: (q.cut, q.key))
-    batch: dict[int, tuple] = {}
-    for position, query in enumerate(ordered):
+    for query in sorted(plan.train, key=lambda q: (q.cut, q.key)):
         state = states(query.cut)
-        if query.key not in batch:
-            # Similarities of the next queries at this cut in one sparse pass.
-            upcoming = [q for q in ordered[position: position + SIMILARITY_BATCH] if q.cut == query.cut]
-            batch = dict(zip([q.key for q in upcoming], similarities(
-                state, [(q.spec.brand, *offer_members(state, q.spec)) for q in upcoming])))
         rng = np.random.default_rng([seed, query.cut, query.key])
         pool = candidates(state, query)
         positives = np.intersect1d(query.positives, pool)
@@ -73,7 +61,7 @@ def build_examples(plan: Plan, states: StateCache, params: dict, seed: int) -> E
             continue
         negatives = np.sort(rng.choice(negatives_pool, n_neg, replace=False))
         rows = np.concatenate([positives, negatives])
-        blocks.append(offer_features(state, query.spec, rows, batch[query.key]))
+        blocks.append(offer_features(state, query.spec, rows))
         labels.append(np.concatenate([np.ones(len(positives)), np.zeros(n_neg)]))
         groups.append(np.full(len(rows), query.key, dtype=np.int64))
         weights.append(np.concatenate([np.ones(len(positives)), np.full(n_neg, len(negatives_pool) / n_neg)]))

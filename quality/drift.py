@@ -6,15 +6,15 @@ Only what the model uses is compared, never ids and never the arrival of new ent
   - per receipt: category and cost bucket;
   - the active client mix: segment code, age, region_size, vip status.
 Whether a version carries everything so far or only the new rows, the current side is the new
-period (transactions after the reference's last date); the reference side is the same length of
-time at the end of the reference, so a month is compared with a month.
+period (transactions after the reference's last date); the reference side is everything the model
+learnt from, so a passing anomaly that has ended does not read as a new drift once the model has
+been retrained on it, and a lasting shift keeps showing until the training data holds it.
 drift_score = the largest share of drifted features (PSI above the per-feature threshold) among
 the four groups (0..1): a shift confined to one aspect (only the client mix, only receipts) counts
 as fully as one spread over all; drift_detected = drift_score > params["threshold"].
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 from dataclasses import dataclass, field
@@ -60,14 +60,10 @@ def _sample(frame: pl.DataFrame, rows: int, seed: int = 0) -> pl.DataFrame:
 
 
 def _periods(ref_tx: pl.DataFrame, cur_tx: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """New rows of the current version, and the same span at the end of the reference."""
+    """Everything the model learnt from, and the new rows of the current version."""
     last = ref_tx["event_date"].max()
     current = cur_tx.filter(pl.col("event_date") > last) if last is not None else cur_tx
-    if current.height == 0:
-        return ref_tx.head(0), current
-    span = (current["event_date"].max() - current["event_date"].min()).days + 1
-    reference = ref_tx.filter(pl.col("event_date") > last - dt.timedelta(days=span))
-    return reference, current
+    return ref_tx, current
 
 
 def _transaction_features(tx: pl.DataFrame) -> pl.DataFrame:
@@ -76,13 +72,17 @@ def _transaction_features(tx: pl.DataFrame) -> pl.DataFrame:
                      pl.col("event_date").dt.weekday().cast(pl.Utf8).alias("weekday"))
 
 
-def _client_features(tx: pl.DataFrame) -> pl.DataFrame:
-    days = max(1, (tx["event_date"].max() - tx["event_date"].min()).days + 1)
-    return tx.group_by("user_id").agg(
+def _client_features(tx: pl.DataFrame, days: int) -> pl.DataFrame:
+    """Per client and window of `days` days: activity, online share, share of large amounts.
+    The reference is cut into windows as long as the new period, so a month is compared with
+    months (aggregates over a year are smoother than over a month, whatever the world does)."""
+    last = tx["event_date"].max()
+    window = ((pl.lit(last) - pl.col("event_date")).dt.total_days() // days).alias("window")
+    return tx.group_by("user_id", window).agg(
         (pl.len() / days * 30).alias("transactions_per_30d"),
         (pl.col("online_transaction_flg") == "Y").mean().alias("online_share"),
         pl.col("amount_bucket").is_in(LARGE_AMOUNTS).mean().alias("large_amount_share"),
-    ).drop("user_id")
+    ).drop("user_id", "window")
 
 
 def _client_mix(tx: pl.DataFrame, people: pl.DataFrame, segments: pl.DataFrame) -> pl.DataFrame:
@@ -111,11 +111,12 @@ def evaluate_drift(reference: Path, current: Path, params: dict, out_dir: Path) 
     if cur_period.height == 0:
         return DriftResult(0.0, False, threshold, note="the version holds no transactions after the reference")
     rows = int(params.get("sample_rows", 200_000))
+    span = (cur_period["event_date"].max() - cur_period["event_date"].min()).days + 1
     people = _entities(_read(reference, "people"), _read(current, "people"))
     segments = _entities(_read(reference, "segments"), _read(current, "segments"))
     groups: dict[str, tuple[pl.DataFrame, pl.DataFrame]] = {
         "transaction": (_transaction_features(_sample(ref_period, rows)), _transaction_features(_sample(cur_period, rows))),
-        "client": (_client_features(ref_period), _client_features(cur_period)),
+        "client": (_client_features(ref_period, span), _client_features(cur_period, span)),
     }
     if people is not None and segments is not None:
         groups["client_mix"] = (_client_mix(ref_period, people, segments), _client_mix(cur_period, people, segments))
@@ -124,8 +125,7 @@ def evaluate_drift(reference: Path, current: Path, params: dict, out_dir: Path) 
         last = ref_receipts["date_operated"].max()
         new_receipts = cur_receipts.filter(pl.col("date_operated") > last)
         if new_receipts.height:
-            span = (new_receipts["date_operated"].max() - new_receipts["date_operated"].min()).days + 1
-            old = ref_receipts.filter(pl.col("date_operated") > last - dt.timedelta(days=span))
+            old = ref_receipts
             pick = lambda f: _sample(f, rows).select(pl.col("category_name").fill_null("missing"),  # noqa: E731
                                                      pl.col("items_cost").fill_null("missing"))
             groups["receipt"] = (pick(old), pick(new_receipts))

@@ -1,11 +1,29 @@
-"""Validation of a sealed version with Great Expectations: is it usable for the catalog and model?
+"""Validation of a sealed version with Great Expectations: is it usable for the catalog and the model?
 
-Checks come in kinds: completeness of the delivery (tables, batches, parseable values), keys,
-uniqueness, value domains learnt from the previous good data, plausible dates, referential
-integrity as rates, and cross-version sanity that formal checks miss (profiles flipping wholesale,
-ids that stop joining, distributions collapsing to one value). Every check runs as a GE
-expectation on a pandas frame (the table itself, or a small frame derived from it); each is
-critical or a warning, and the version is valid when every critical check passes.
+Kinds of checks (each one a GE expectation, each critical or a warning; valid = every critical passes):
+  - delivery: required tables present, every batch 1..total received, values parse as their type,
+    schema columns present (from the manifest the sealer writes);
+  - per table: keys not null, unique ids and no duplicate rows, categorical domains learnt from the
+    reference (first version: only structure: low cardinality, not constant), dates in a plausible
+    window (open-ended sentinels such as 5999-01-01 allowed for end dates), end >= start;
+  - referential integrity as rates: transactions/segments/receipts/... whose user is unknown in
+    people of this version and the reference, offers whose merchant is unknown, activations of
+    unknown offers, merchants without brand (warning);
+  - against the reference (the catalog of the last valid version): row counts (full snapshot) or
+    volume per day (increment), profiles that flip wholesale, brands that no longer join, shuffled
+    ids that keep their domain but break the (user, brand) history, rows re-sent with other values,
+    a distribution collapsing to one value.
+
+Required tables: a first version needs all ten; a later version needs `required_tables` (params:
+transaction and people), and, when it is a full snapshot (it re-sends most of the reference's
+transactions), every table the reference has; any other table that disappears is a warning.
+
+Speed: GE's pandas engine costs microseconds per row per expectation and much more on wide frames
+or large value sets, so each expectation sees a narrow frame (one or two columns) of at most
+`ge_sample_rows` rows (a fixed-seed sample). Where GE has no fitting expectation or a sample would
+hide the cause (uniqueness, membership in 50k ids, cross-version joins), polars computes a per-row
+flag over the whole table and GE checks the sampled flag column; `details` always quote the
+whole-table numbers with example values.
 """
 from __future__ import annotations
 
@@ -14,14 +32,14 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 import great_expectations as gx  # noqa: E402
-from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 import pandas as pd  # noqa: E402
 import polars as pl  # noqa: E402
+from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
 from domain.tables import TABLE_NAMES, TABLES  # noqa: E402
 
@@ -34,10 +52,28 @@ DOMAINS = {
     "financial_account": ["product_cd", "account_status_cd"],
     "receipts": ["category_name", "items_cost"],
 }
-# Columns that must not collapse to a single value when they had several before.
+# Columns that must not collapse to one value when they had several before.
 COLLAPSE = {"transaction": ["user_id", "brand_dk", "amount_bucket", "online_transaction_flg"],
-            "people": ["gender_cd", "age_bucket"], "receipts": ["category_name"]}
-GE_SAMPLE_ROWS = 2_000_000  # row-level rate checks on large tables run on a fixed sample
+            "people": ["gender_cd", "age_bucket"], "segments": ["segment", "vip_status"],
+            "receipts": ["category_name", "items_cost"]}
+# (table, column) -> (target table, target column, critical): referential integrity as rates.
+LINKS = [("transaction", "user_id", "people", "user_id", True),
+         ("segments", "user_id", "people", "user_id", True),
+         ("offer", "merchant_id_offer", "merchant", "merchant_id_offer", True),
+         ("offer_activation", "offer_id", "offer", "offer_id", False),
+         ("offer_seens", "offer_id", "offer", "offer_id", False),
+         ("offer_reward", "offer_id", "offer", "offer_id", False),
+         ("financial_account", "user_id", "people", "user_id", False),
+         ("receipts", "user_id", "people", "user_id", False),
+         ("offer_activation", "user_id", "people", "user_id", False)]
+# End dates at or after this year are open-ended sentinels (5999-01-01), not errors.
+SENTINEL_YEAR = 2900
+DEFAULTS = {"max_null_key_rate": 0.01, "max_orphan_rate": 0.15, "max_duplicate_rate": 0.01,
+            "max_row_count_drop": 0.5, "max_profile_flip_rate": 0.3, "min_date": "2000-01-01",
+            "max_future_days": 400, "max_unparseable_rate": 0.01, "max_new_domain_rate": 0.2,
+            "max_unknown_brand_rate": 0.5, "max_changed_row_rate": 0.1, "min_pair_repeat_ratio": 0.5,
+            "collapse_top_share": 0.9, "max_categories_first_version": 500, "max_bad_date_rate": 0.01,
+            "required_tables": ["transaction", "people"], "ge_sample_rows": 200_000, "sample_seed": 0}
 
 
 @dataclass
@@ -47,6 +83,7 @@ class CheckResult:
     critical: bool
     passed: bool
     details: str
+    expectation: str = ""
 
 
 @dataclass
@@ -54,6 +91,7 @@ class ValidationResult:
     version: str
     valid: bool
     checks: list[CheckResult] = field(default_factory=list)
+    seconds: float = 0.0
 
     @property
     def checks_total(self) -> int:
@@ -69,38 +107,81 @@ class ValidationResult:
 
     @property
     def failed_checks(self) -> list[dict[str, Any]]:
-        return [{"table": c.table, "check": c.name, "details": c.details, "critical": c.critical}
-                for c in self.checks if not c.passed]
+        """Critical failures first: they are why a version is rejected."""
+        failed = sorted((c for c in self.checks if not c.passed), key=lambda c: not c.critical)
+        return [{"table": c.table, "check": c.name, "details": c.details, "critical": c.critical} for c in failed]
 
     def to_json(self) -> str:
         return json.dumps({"version": self.version, "valid": self.valid, "checks_total": self.checks_total,
                            "checks_passed": self.checks_passed, "checks_failed": self.checks_failed,
-                           "failed_checks": self.failed_checks, "checks": [asdict(c) for c in self.checks]},
-                          indent=1, default=str)
+                           "seconds": round(self.seconds, 2), "failed_checks": self.failed_checks,
+                           "checks": [asdict(c) for c in self.checks]}, indent=1, default=str)
 
 
 class _Runner:
-    """Runs single expectations on pandas frames through one ephemeral GE context (no network)."""
+    """Runs expectations on narrow pandas frames through one ephemeral GE context (no network)."""
 
-    def __init__(self) -> None:
+    def __init__(self, params: dict) -> None:
         context = gx.get_context(mode="ephemeral")
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         asset = context.data_sources.add_pandas("lookalike").add_dataframe_asset(name="frame")
         self.batch_definition = asset.add_batch_definition_whole_dataframe("whole")
+        self.params = params
         self.checks: list[CheckResult] = []
+        self.raw: list[dict] = []
 
-    def expect(self, name: str, table: str, frame: pd.DataFrame, expectation, critical: bool, describe) -> bool:
+    def sample(self, frame: pl.DataFrame) -> pl.DataFrame:
+        rows = int(self.params["ge_sample_rows"])
+        return frame.sample(n=rows, seed=int(self.params["sample_seed"])) if frame.height > rows else frame
+
+    def expect(self, name: str, table: str, frame: pd.DataFrame | pl.DataFrame, expectation, critical: bool,
+               describe: Callable[[dict, bool], str]) -> bool:
+        if isinstance(frame, pl.DataFrame):
+            frame = self.sample(frame).to_pandas()
         batch = self.batch_definition.get_batch(batch_parameters={"dataframe": frame})
         outcome = batch.validate(expectation, result_format="SUMMARY")
         result = outcome.result or {}
         passed = bool(outcome.success)
+        try:
+            details = describe(result, passed)
+        except Exception as error:  # a report must never hide the verdict
+            details = f"(details unavailable: {error!r}) {result}"
         self.checks.append(CheckResult(name=name, table=table, critical=critical, passed=passed,
-                                       details=describe(result, passed)))
+                                       details=details, expectation=type(expectation).__name__))
+        self.raw.append({"check": name, "result": outcome.to_json_dict()})
         return passed
+
+    def flag(self, name: str, table: str, bad: pl.Series, max_rate: float, critical: bool, what: str,
+             examples: list | None = None) -> bool:
+        """A per-row 'bad' flag computed by polars over the whole table; GE expects at most max_rate
+        of it (on a sample of flags); details quote whole-table counts and examples."""
+        total, count = bad.len(), int(bad.sum())
+        frame = pl.DataFrame({"ok": ~bad})
+        shown = ", ".join(str(v) for v in (examples or [])[:3])
+
+        def describe(_: dict, ok: bool) -> str:
+            share = count / total if total else 0.0
+            text = f"{share:.1%} of {table} rows ({count:,} of {total:,}) {what}"
+            if count and shown:
+                text += f" (example: {shown})"
+            return text + ("" if ok else f"; limit {max_rate:.1%}")
+
+        return self.expect(name, table, frame,
+                           gx.expectations.ExpectColumnValuesToBeInSet(column="ok", value_set=[True],
+                                                                       mostly=max(0.0, 1 - max_rate)),
+                           critical, describe)
+
+    def value(self, name: str, table: str, value: float, low: float | None, high: float | None, critical: bool,
+              describe: Callable[[bool], str]) -> bool:
+        """A whole-table measure (a ratio, a share) that GE expects within [low, high]."""
+        return self.expect(name, table, pd.DataFrame({"value": [float(value)]}),
+                           gx.expectations.ExpectColumnValuesToBeBetween(column="value", min_value=low,
+                                                                         max_value=high),
+                           critical, lambda r, ok: describe(ok))
 
 
 def _examples(result: dict, limit: int = 3) -> str:
-    values = []
+    values: list[str] = []
     for value in result.get("partial_unexpected_list", []) or []:
         text = "null" if value is None or (isinstance(value, float) and value != value) else str(value)
         if text not in values:
@@ -110,11 +191,13 @@ def _examples(result: dict, limit: int = 3) -> str:
     return ", ".join(values)
 
 
-def _rate(result: dict, what: str, passed: bool) -> str:
+def _rate(result: dict, what: str, passed: bool, sampled: int | None = None) -> str:
     count, total = result.get("unexpected_count", 0) or 0, result.get("element_count", 0) or 0
     share = 100 * count / total if total else 0.0
     examples = _examples(result)
-    text = f"{share:.1f}% of rows ({count} of {total}) {what}"
+    text = f"{share:.1f}% of rows ({count:,} of {total:,}"
+    text += f" sampled from {sampled:,}) " if sampled and sampled > total else ") "
+    text += what
     return text + (f" (example: {examples})" if examples and not passed else "")
 
 
@@ -125,196 +208,361 @@ def _read(directory: Path | None, table: str) -> pl.DataFrame | None:
     return pl.read_parquet(path) if path.exists() else None
 
 
-def _pandas(frame: pl.DataFrame, columns: list[str]) -> pd.DataFrame:
-    if frame.height > GE_SAMPLE_ROWS:
-        frame = frame.sample(n=GE_SAMPLE_ROWS, seed=0)
-    return frame.select(columns).to_pandas()
+def _values(frame: pl.DataFrame | None, column: str) -> pl.Series:
+    if frame is None or column not in frame.columns:
+        return pl.Series(column, [], dtype=pl.Int64)
+    return frame[column].drop_nulls()
 
 
 def validate(snapshot: Path, manifest: dict, reference: Path | None, params: dict) -> ValidationResult:
     """Validate one version's snapshot against the catalog of the last valid version (None: first)."""
-    runner = _Runner()
+    started = dt.datetime.now()
+    params = {**DEFAULTS, **(params or {})}
+    runner = _Runner(params)
+    manifest = manifest or {}
     version = manifest.get("version", Path(snapshot).name)
     frames = {t: f for t in TABLE_NAMES if (f := _read(snapshot, t)) is not None}
     refs = {t: f for t in TABLE_NAMES if (f := _read(reference, t)) is not None and f.height}
-    _delivery(runner, manifest, frames, refs, first=reference is None)
+    full = _is_full_snapshot(frames, refs)
+    _delivery(runner, manifest, frames, refs, reference is None, full)
     for table, frame in frames.items():
-        _table_checks(runner, table, frame, refs.get(table), params)
-    _integrity(runner, frames, refs, params)
-    _cross_version(runner, frames, refs, params)
+        _table_checks(runner, table, frame, refs.get(table))
+    _integrity(runner, frames, refs)
+    if refs:
+        _cross_version(runner, frames, refs, full)
     valid = all(c.passed for c in runner.checks if c.critical)
-    return ValidationResult(version=version, valid=valid, checks=runner.checks)
+    result = ValidationResult(version=version, valid=valid, checks=runner.checks)
+    result.seconds = (dt.datetime.now() - started).total_seconds()
+    result._ge_results = runner.raw  # type: ignore[attr-defined]  # GE's own JSON, written by write_report
+    return result
 
 
-def _delivery(runner: _Runner, manifest: dict, frames: dict, refs: dict, first: bool) -> None:
-    """Every expected table arrived, with every batch 1..total_batches, and values of their types."""
-    expected = list(TABLE_NAMES) if first else sorted(refs)
-    tables = manifest.get("tables", {})
-    presence = pd.DataFrame({"table": expected, "present": [t in frames for t in expected]})
-    runner.expect("delivery.required_tables_present", "*", presence,
-                  gx.expectations.ExpectColumnValuesToBeInSet(column="present", value_set=[True]), True,
-                  lambda r, ok: "all expected tables arrived" if ok else "missing tables: " + ", ".join(
-                      presence.loc[~presence.present, "table"]))
-    batches = pd.DataFrame([{"table": t, "missing": len(m.get("missing_batches", [])),
-                             "detail": f"{t}: batches {m.get('missing_batches')} of {m.get('batches_expected')}"}
-                            for t, m in tables.items()] or [{"table": "*", "missing": 0, "detail": ""}])
-    runner.expect("delivery.all_batches_received", "*", batches,
-                  gx.expectations.ExpectColumnValuesToBeBetween(column="missing", max_value=0), True,
-                  lambda r, ok: "every batch 1..total_batches arrived" if ok else "missing " + "; ".join(
-                      batches.loc[batches.missing > 0, "detail"]))
-    rows = {t: max(1, m.get("rows", 0)) for t, m in tables.items()}
-    parse = pd.DataFrame([{"column": f"{t}.{c}", "share": n / rows[t], "example": (m.get("examples", {}).get(c) or [""])[0]}
-                          for t, m in tables.items() for c, n in m.get("unparseable", {}).items()]
-                         or [{"column": "*", "share": 0.0, "example": ""}])
-    runner.expect("delivery.values_parse_as_their_type", "*", parse,
-                  gx.expectations.ExpectColumnValuesToBeBetween(column="share", max_value=0.01), True,
-                  lambda r, ok: "all values parse as their column's type" if ok else "; ".join(
-                      f"{row.share:.1%} of {row.column} unparseable (example: {row.example!r})"
-                      for row in parse.itertuples() if row.share > 0.01))
+def _is_full_snapshot(frames: dict, refs: dict) -> bool:
+    """A version re-sending most of the reference's transactions carries all data so far."""
+    tx, ref = frames.get("transaction"), refs.get("transaction")
+    if tx is None or ref is None or ref.height == 0:
+        return False
+    probe = ref["transaction_id"].drop_nulls()
+    probe = probe.sample(n=min(probe.len(), 50_000), seed=0)
+    return float(probe.is_in(tx["transaction_id"].drop_nulls().implode()).mean() or 0.0) >= 0.5
 
 
-def _table_checks(runner: _Runner, table: str, frame: pl.DataFrame, ref: pl.DataFrame | None, params: dict) -> None:
+# ---------------------------------------------------------------- delivery (from the manifest)
+
+def _delivery(runner: _Runner, manifest: dict, frames: dict, refs: dict, first: bool, full: bool) -> None:
+    params = runner.params
+    required = set(TABLE_NAMES) if first else set(params["required_tables"]) | (set(refs) if full else set())
+    why = ("a first version needs all ten tables" if first else
+           "a full snapshot must carry every table of the catalog" if full else
+           f"every version needs {', '.join(sorted(params['required_tables']))}")
+    for table in TABLE_NAMES:
+        if table not in required and table not in refs:
+            continue
+        rows = frames[table].height if table in frames else 0
+        critical = table in required
+        runner.expect(f"{table}.table_present", table, pd.DataFrame({"rows": [rows]}),
+                      gx.expectations.ExpectColumnValuesToBeBetween(column="rows", min_value=1),
+                      critical,
+                      lambda r, ok, t=table, n=rows: f"{t}: {n:,} rows" if ok else
+                      (f"table {t} is missing or empty ({why})" if critical else
+                       f"table {t} is absent in this version (present in the catalog)"))
+    for table, meta in (manifest.get("tables") or {}).items():
+        expected_n = meta.get("batches_expected") or meta.get("total_batches")
+        missing = sorted(int(b) for b in meta.get("missing_batches") or [])
+        received = meta.get("batches_received")
+        if received is not None and expected_n:
+            missing = sorted(set(missing) | (set(range(1, int(expected_n) + 1)) - {int(b) for b in received}))
+        if not expected_n:
+            expected_n = (len(received) if received is not None else 0) + len(missing)
+        batches = pd.DataFrame({"batch": list(range(1, int(expected_n) + 1)) or [1]})
+        present = sorted(set(batches.batch) - set(missing))
+        runner.expect(f"{table}.all_batches_received", table, batches,
+                      gx.expectations.ExpectColumnValuesToBeInSet(column="batch", value_set=present or [0]), True,
+                      lambda r, ok, t=table, n=expected_n, m=missing:
+                      f"{t}: all {n} batches received" if ok else
+                      f"{t}: {len(m)} of {n} batches never arrived (missing batch numbers: "
+                      f"{', '.join(map(str, m[:10]))}{' ...' if len(m) > 10 else ''})")
+        rows = max(1, int(meta.get("rows") or (frames[table].height if table in frames else 0)))
+        bad = meta.get("unparseable") or {}
+        shares = pd.DataFrame({"column": list(bad) or ["*"],
+                               "share": [n / rows for n in bad.values()] or [0.0]})
+        examples = meta.get("examples") or {}
+        runner.expect(f"{table}.values_parseable", table, shares,
+                      gx.expectations.ExpectColumnValuesToBeBetween(column="share",
+                                                                    max_value=params["max_unparseable_rate"]), True,
+                      lambda r, ok, t=table, b=bad, e=examples, n=rows:
+                      "all values parse as their column's type" if not b else "; ".join(
+                          f"{c}: {k:,} of {n:,} values unparseable ({k / n:.1%}, example: "
+                          f"{', '.join(repr(x) for x in (e.get(c) or [])[:3])})" for c, k in b.items()))
+        absent = [c for c in meta.get("missing_columns") or [] if c in TABLES.get(table, TABLES["people"]).required]
+        if table in TABLES:
+            runner.expect(f"{table}.required_columns_sent", table, pd.DataFrame({"absent": [len(absent)]}),
+                          gx.expectations.ExpectColumnValuesToBeBetween(column="absent", max_value=0), True,
+                          lambda r, ok, t=table, a=absent, u=meta.get("unknown_columns") or []:
+                          ("required columns all sent" if ok else f"{t} records lack required columns: "
+                           + ", ".join(a)) + (f"; unknown columns ignored: {', '.join(u[:5])}" if u else ""))
+
+
+# ---------------------------------------------------------------- per table
+
+def _table_checks(runner: _Runner, table: str, frame: pl.DataFrame, ref: pl.DataFrame | None) -> None:
+    params = runner.params
     schema = TABLES[table]
-    sample = _pandas(frame, list(frame.columns))
+    n = frame.height
     for column in schema.required:
-        runner.expect(f"{table}.{column}_not_null", table, sample,
+        runner.expect(f"{table}.{column}_not_null", table, frame.select(column),
                       gx.expectations.ExpectColumnValuesToNotBeNull(column=column,
                                                                     mostly=1 - params["max_null_key_rate"]),
-                      True, lambda r, ok, c=column: _rate(r, f"with null {c}", ok))
+                      True, lambda r, ok, c=column: _rate(r, f"have a null {c}", ok, n))
     if table == "transaction":
-        ids = frame.select("transaction_id").to_pandas()
-        runner.expect("transaction.transaction_id_unique", table, ids,
-                      gx.expectations.ExpectColumnValuesToBeUnique(column="transaction_id",
-                                                                   mostly=1 - params["max_duplicate_rate"]),
-                      True, lambda r, ok: _rate(r, "repeat a transaction_id", ok))
-    if table in ("people", "segments"):
-        runner.expect(f"{table}.user_id_unique", table, frame.select("user_id").to_pandas(),
-                      gx.expectations.ExpectColumnValuesToBeUnique(column="user_id",
-                                                                   mostly=1 - params["max_duplicate_rate"]),
-                      True, lambda r, ok: _rate(r, "repeat a user_id", ok))
+        ids = frame["transaction_id"]
+        repeated = ids.is_duplicated() & ids.is_not_null()
+        runner.flag("transaction.transaction_id_unique", table, repeated, params["max_duplicate_rate"], True,
+                    "share their transaction_id with another row",
+                    ids.filter(repeated).unique(maintain_order=True).head(3).to_list())
+        copies = frame.is_duplicated()
+        runner.flag("transaction.no_duplicate_rows", table, copies, params["max_duplicate_rate"], True,
+                    "are exact copies of another row",
+                    ids.filter(copies).unique(maintain_order=True).head(3).to_list())
+    if table in ("people", "segments", "merchant"):
+        key = schema.key[0]
+        repeated = frame[key].is_duplicated() & frame[key].is_not_null()
+        # A re-sent entity with identical values is harmless; the same key with other values is not.
+        conflicting = repeated & ~frame.is_duplicated()
+        runner.flag(f"{table}.{key}_unique", table, conflicting, params["max_duplicate_rate"], True,
+                    f"repeat a {key} with different values",
+                    frame[key].filter(conflicting).unique(maintain_order=True).head(3).to_list())
+    if table == "offer_reward":
+        runner.flag("offer_reward.duplicate_rows_rare", table, frame.is_duplicated(), 0.2, False,
+                    "are exact duplicates (the real table carries some)")
     for column in DOMAINS.get(table, []):
-        if ref is not None:
-            known = sorted(str(v) for v in ref[column].drop_nulls().unique().to_list())
-            runner.expect(f"{table}.{column}_in_known_domain", table, sample,
-                          # A new value may appear (a new bucket); a different vocabulary may not.
-                          gx.expectations.ExpectColumnValuesToBeInSet(column=column, value_set=known, mostly=0.8),
-                          True, lambda r, ok, c=column: _rate(r, f"with {c} outside the values seen before", ok))
-        else:  # first version: a categorical column is low-cardinality, whatever its values are
-            runner.expect(f"{table}.{column}_is_categorical", table, sample,
-                          gx.expectations.ExpectColumnUniqueValueCountToBeBetween(column=column, max_value=200),
-                          False, lambda r, ok, c=column: f"{r.get('observed_value')} distinct values of {c}")
+        _domain(runner, table, column, frame, ref)
     for column, dtype in schema.columns.items():
-        if dtype == pl.Date and column in sample:
-            _date_window(runner, table, column, frame, sample, ref, params)
-    if table == "offer":
-        offers = frame.select("start_date", "end_date").drop_nulls().with_columns(
-            (pl.col("end_date") >= pl.col("start_date")).alias("ordered")).to_pandas()
-        runner.expect("offer.end_date_not_before_start_date", table, offers,
-                      gx.expectations.ExpectColumnValuesToBeInSet(column="ordered", value_set=[True], mostly=0.99),
-                      True, lambda r, ok: _rate(r, "end before they start", ok))
+        if dtype == pl.Date:
+            _date_window(runner, table, column, frame, ref)
+    if table in ("offer", "offer_seens"):
+        pairs = frame.select("start_date", "end_date").drop_nulls()
+        runner.expect(f"{table}.end_date_not_before_start_date", table, pairs,
+                      gx.expectations.ExpectColumnPairValuesAToBeGreaterThanB(
+                          column_A="end_date", column_B="start_date", or_equal=True, mostly=0.99),
+                      table == "offer", lambda r, ok: _rate(r, "end before they start", ok, pairs.height))
     if table == "segments":
         for flag in ("auto", "traveler", "entrepreneur"):
-            runner.expect(f"segments.{flag}_is_binary", table, sample,
+            runner.expect(f"segments.{flag}_is_binary", table, frame.select(flag),
                           gx.expectations.ExpectColumnValuesToBeInSet(column=flag, value_set=[0.0, 1.0], mostly=0.99),
-                          False, lambda r, ok, c=flag: _rate(r, f"with {c} not 0/1", ok))
+                          False, lambda r, ok, c=flag: _rate(r, f"with {c} not 0/1", ok, n))
     if table == "offer_reward":
-        runner.expect("offer_reward.reward_amt_not_negative", table, sample,
+        runner.expect("offer_reward.reward_amt_not_negative", table, frame.select("reward_amt"),
                       gx.expectations.ExpectColumnValuesToBeBetween(column="reward_amt", min_value=0, mostly=0.99),
-                      False, lambda r, ok: _rate(r, "with a negative reward", ok))
+                      False, lambda r, ok: _rate(r, "with a negative reward", ok, n))
+    if table == "receipts":
+        runner.expect("receipts.items_count_positive", table, frame.select("items_count"),
+                      gx.expectations.ExpectColumnValuesToBeBetween(column="items_count", min_value=0, mostly=0.99),
+                      False, lambda r, ok: _rate(r, "with a negative items_count", ok, n))
 
 
-def _date_window(runner: _Runner, table: str, column: str, frame: pl.DataFrame, sample: pd.DataFrame,
-                 ref: pl.DataFrame | None, params: dict) -> None:
-    """Dates in a plausible window: not before min_date, not far after the data seen so far."""
-    low = dt.date.fromisoformat(params["min_date"])
+def _domain(runner: _Runner, table: str, column: str, frame: pl.DataFrame, ref: pl.DataFrame | None) -> None:
+    params = runner.params
+    values = frame.select(pl.col(column).cast(pl.Utf8))
+    if ref is not None and column in ref.columns and ref[column].drop_nulls().len():
+        known = sorted(str(v) for v in ref[column].drop_nulls().cast(pl.Utf8).unique().to_list())
+        # A new value may appear (a new bucket); a different vocabulary may not.
+        runner.expect(f"{table}.{column}_in_known_domain", table, values,
+                      gx.expectations.ExpectColumnValuesToBeInSet(column=column, value_set=known,
+                                                                  mostly=1 - params["max_new_domain_rate"]),
+                      True, lambda r, ok: _rate(r, f"have a {column} never seen before (known: "
+                                                f"{', '.join(known[:8])}{' ...' if len(known) > 8 else ''})",
+                                                ok, frame.height))
+    else:  # first version: whatever the values are, a categorical column is low-cardinality
+        runner.expect(f"{table}.{column}_is_categorical", table, values,
+                      gx.expectations.ExpectColumnUniqueValueCountToBeBetween(
+                          column=column, min_value=1 if frame.height else 0,
+                          max_value=params["max_categories_first_version"]),
+                      table == "transaction",
+                      lambda r, ok: f"{r.get('observed_value')} distinct values of {column}"
+                      + ("" if ok else f" (limit {params['max_categories_first_version']}, or none at all)"))
+
+
+def _date_window(runner: _Runner, table: str, column: str, frame: pl.DataFrame, ref: pl.DataFrame | None) -> None:
+    """Dates in a plausible window: not before min_date, not far after today or the data seen so far.
+    Open-ended end dates (year >= SENTINEL_YEAR, e.g. 5999-01-01) are not judged here."""
+    params = runner.params
+    low = dt.date.fromisoformat(str(params["min_date"]))
     anchor = dt.date.today()
     if ref is not None and column in ref.columns and ref[column].drop_nulls().len():
-        anchor = max(anchor, ref[column].max())
+        latest = ref.filter(pl.col(column).dt.year() < SENTINEL_YEAR)[column].max()
+        anchor = max(anchor, latest) if latest is not None else anchor
     high = anchor + dt.timedelta(days=int(params["max_future_days"]))
-    if column == "end_date":
-        high = dt.date(9999, 12, 31)  # open-ended offers carry far-future sentinels such as 5999-01-01
-    values = pd.DataFrame({column: pd.to_datetime(sample[column])})
-    runner.expect(f"{table}.{column}_in_plausible_window", table, values,
-                  gx.expectations.ExpectColumnValuesToBeBetween(column=column, min_value=pd.Timestamp(low),
-                                                                max_value=pd.Timestamp(high), mostly=0.99),
-                  True, lambda r, ok: _rate(r, f"with {column} outside {low}..{high}", ok))
+    dates = frame.select(pl.when(pl.col(column).dt.year() < SENTINEL_YEAR).then(pl.col(column)).alias(column))
+    # As yyyymmdd integers: GE's pandas engine compares numbers many times faster than datetimes.
+    dates = runner.sample(dates).select((pl.col(column).dt.year() * 10000 + pl.col(column).dt.month() * 100
+                                         + pl.col(column).dt.day()).alias(column)).to_pandas()
+    critical = column in TABLES[table].required or table == "offer"
+    runner.expect(f"{table}.{column}_in_plausible_window", table, dates,
+                  gx.expectations.ExpectColumnValuesToBeBetween(column=column, min_value=_yyyymmdd(low),
+                                                                max_value=_yyyymmdd(high),
+                                                                mostly=1 - params["max_bad_date_rate"]),
+                  critical, lambda r, ok: _rate(r, f"have {column} outside {low}..{high} (as yyyymmdd)", ok,
+                                                frame.height))
 
 
-def _integrity(runner: _Runner, frames: dict, refs: dict, params: dict) -> None:
+def _yyyymmdd(day: dt.date) -> int:
+    return day.year * 10000 + day.month * 100 + day.day
+
+
+# ---------------------------------------------------------------- referential integrity
+
+def _integrity(runner: _Runner, frames: dict, refs: dict) -> None:
     """Referential integrity as rates, against this version and everything valid before it."""
-    def known(table: str, column: str) -> list:
-        parts = [f[column] for f in (frames.get(table), refs.get(table)) if f is not None]
-        return pl.concat(parts).drop_nulls().unique().to_list() if parts else []
-
-    limit = 1 - params["max_orphan_rate"]
-    links = [("transaction", "user_id", "people", "user_id", True),
-             ("offer", "merchant_id_offer", "merchant", "merchant_id_offer", False),
-             ("segments", "user_id", "people", "user_id", True),
-             ("offer_activation", "offer_id", "offer", "offer_id", False),
-             ("offer_seens", "user_id", "people", "user_id", False),
-             ("receipts", "user_id", "people", "user_id", False)]
-    for table, column, target, target_column, critical in links:
-        if table not in frames or frames[table].height == 0:
+    params = runner.params
+    for table, column, target, target_column, critical in LINKS:
+        frame = frames.get(table)
+        if frame is None or frame.height == 0 or (target not in frames and target not in refs):
             continue
-        values = known(target, target_column)
-        sample = _pandas(frames[table].filter(pl.col(column).is_not_null()), [column])
-        runner.expect(f"{table}.{column}_in_{target}", table, sample,
-                      gx.expectations.ExpectColumnValuesToBeInSet(column=column, value_set=values, mostly=limit),
-                      critical, lambda r, ok, c=column, t=target: _rate(r, f"have a {c} not in {t}", ok))
-    if "merchant" in frames:
-        runner.expect("merchant.brand_dk_present", "merchant", frames["merchant"].select("brand_dk").to_pandas(),
-                      gx.expectations.ExpectColumnValuesToNotBeNull(column="brand_dk", mostly=0.9), False,
-                      lambda r, ok: _rate(r, "have no brand_dk", ok))
+        known = pl.concat([_values(frames.get(target), target_column), _values(refs.get(target), target_column)])
+        values = frame[column]
+        orphan = values.is_not_null() & ~values.is_in(known.unique().implode())
+        runner.flag(f"{table}.{column}_in_{target}", table, orphan, params["max_orphan_rate"], critical,
+                    f"have a {column} not in {target}",
+                    values.filter(orphan).unique(maintain_order=True).head(3).to_list())
+    if "merchant" in frames and frames["merchant"].height:
+        merchants = frames["merchant"]
+        missing = merchants["brand_dk"].is_null()
+        runner.flag("merchant.brand_dk_present", "merchant", missing, 0.1, False, "have no brand_dk",
+                    merchants["merchant_id_offer"].filter(missing).head(3).to_list())
 
 
-def _cross_version(runner: _Runner, frames: dict, refs: dict, params: dict) -> None:
-    """What formal checks miss: flips, ids that stop joining, collapses, vanishing volume."""
-    people, ref_people = frames.get("people"), refs.get("people")
-    if people is not None and ref_people is not None:
-        both = people.join(ref_people, on="user_id", suffix="_before").filter(
-            pl.col("gender_cd").is_not_null() & pl.col("gender_cd_before").is_not_null())
-        flips = pd.DataFrame({"changed": ((both["gender_cd"] != both["gender_cd_before"])
-                                          | (both["age_bucket"] != both["age_bucket_before"])).to_list() or [False]})
-        runner.expect("people.profiles_stable_across_versions", "people", flips,
-                      gx.expectations.ExpectColumnMeanToBeBetween(column="changed",
-                                                                  max_value=params["max_profile_flip_rate"]),
-                      True, lambda r, ok: f"{float(r.get('observed_value') or 0):.0%} of {both.height} returning "
-                      "clients changed gender or age")
+# ---------------------------------------------------------------- against the reference
+
+def _cross_version(runner: _Runner, frames: dict, refs: dict, full: bool) -> None:
+    """What formal checks miss: row counts, flips, ids that stop joining, shuffles, collapses."""
+    params = runner.params
+    drop = params["max_row_count_drop"]
+    if full:
+        for table, ref in refs.items():
+            rows = frames[table].height if table in frames else 0
+            if table not in frames:
+                continue
+            runner.value(f"{table}.row_count_vs_previous", table, rows / ref.height, 1 - drop, None,
+                         table in ("transaction", "people"),
+                         lambda ok, t=table, r=rows, b=ref.height:
+                         f"{t}: {r:,} rows in this full snapshot vs {b:,} in the catalog ({r / b:.0%})")
+    _profiles(runner, frames.get("people"), refs.get("people"))
     tx, ref_tx = frames.get("transaction"), refs.get("transaction")
     if tx is not None and ref_tx is not None and tx.height:
-        brands = pl.concat([ref_tx["brand_dk"], refs.get("merchant", pl.DataFrame({"brand_dk": []}))["brand_dk"]
-                            .cast(pl.Int64), frames.get("merchant", pl.DataFrame({"brand_dk": []}))["brand_dk"]
-                            .cast(pl.Int64)]).drop_nulls().unique().to_list()
-        runner.expect("transaction.brand_dk_joins_known_brands", "transaction",
-                      _pandas(tx.filter(pl.col("brand_dk").is_not_null()), ["brand_dk"]),
-                      gx.expectations.ExpectColumnValuesToBeInSet(column="brand_dk", value_set=brands, mostly=0.5),
-                      True, lambda r, ok: _rate(r, "carry a brand_dk never seen in transactions or merchants", ok))
-        before = ref_tx.group_by("user_id").len().select(pl.col("len").median()).item()
-        now = tx.group_by("user_id").len().select(pl.col("len").median()).item()
-        span_before = max(1, (ref_tx["event_date"].max() - ref_tx["event_date"].min()).days)
-        span_now = max(1, (tx["event_date"].drop_nulls().max() - tx["event_date"].drop_nulls().min()).days
-                       if tx["event_date"].drop_nulls().len() else 1)
-        ratio = pd.DataFrame({"ratio": [(now / span_now) / (before / span_before) if before else 1.0]})
-        runner.expect("transaction.volume_per_client_vs_previous", "transaction", ratio,
-                      gx.expectations.ExpectColumnValuesToBeBetween(column="ratio",
-                                                                    min_value=1 - params["max_row_count_drop"]),
-                      False, lambda r, ok: f"transactions per client per day at {ratio.ratio[0]:.0%} of before")
+        _transactions_vs_reference(runner, tx, ref_tx, frames, refs, full)
     for table, columns in COLLAPSE.items():
         frame, ref = frames.get(table), refs.get(table)
         if frame is None or ref is None or frame.height < 50:
             continue
         for column in columns:
-            if ref[column].n_unique() < 3:
-                continue
-            top = frame[column].value_counts(sort=True).row(0)
-            share = pd.DataFrame({"top_share": [top[1] / frame.height]})
-            runner.expect(f"{table}.{column}_not_collapsed", table, share,
-                          gx.expectations.ExpectColumnValuesToBeBetween(column="top_share", max_value=0.9), True,
-                          lambda r, ok, c=column, t=top, s=share: f"{s.top_share[0]:.0%} of {table}.{c} is {t[0]!r}")
+            _collapse(runner, table, column, frame, ref)
+
+
+def _profiles(runner: _Runner, people: pl.DataFrame | None, ref: pl.DataFrame | None) -> None:
+    """Returning clients keep their gender and age: a wholesale change means shifted or mixed-up rows.
+    A change is gender, or an age bucket that goes down or moves more than one bucket up."""
+    if people is None or ref is None or not people.height:
+        return
+    order = sorted(set(_values(ref, "age_bucket").to_list()) | set(_values(people, "age_bucket").to_list()),
+                   key=lambda v: (float(v) if str(v).replace(".", "", 1).isdigit() else float("inf"), str(v)))
+    rank = {v: i for i, v in enumerate(order)}
+    both = (people.select("user_id", "gender_cd", "age_bucket")
+            .join(ref.unique("user_id", keep="last").select("user_id", "gender_cd", "age_bucket"),
+                  on="user_id", suffix="_before")
+            .with_columns(pl.col("age_bucket").replace_strict(rank, default=None).alias("rank"),
+                          pl.col("age_bucket_before").replace_strict(rank, default=None).alias("rank_before")))
+    gender = (both["gender_cd"] != both["gender_cd_before"]).fill_null(False)
+    step = (both["rank"] - both["rank_before"])
+    age = ((step < 0) | (step > 1)).fill_null(False)
+    changed = gender | age
+    examples = [f"{u}: {g0}/{a0} -> {g}/{a}" for u, g, a, g0, a0 in
+                both.filter(changed).select("user_id", "gender_cd", "age_bucket", "gender_cd_before",
+                                            "age_bucket_before").head(3).iter_rows()]
+    share_g = float(gender.mean() or 0.0)
+    share_a = float(age.mean() or 0.0)
+    runner.flag("people.profiles_stable_across_versions", "people", changed, runner.params["max_profile_flip_rate"],
+                True, f"re-sent for a known client with another profile (gender changed {share_g:.0%}, "
+                f"age bucket moved back or by more than one bucket {share_a:.0%}, of {both.height:,} returning)",
+                examples)
+
+
+def _transactions_vs_reference(runner: _Runner, tx: pl.DataFrame, ref_tx: pl.DataFrame, frames: dict, refs: dict,
+                               full: bool) -> None:
+    params = runner.params
+    # Brands that no longer join: new brands arrive, but most transactions are at brands seen before.
+    brands = pl.concat([_values(ref_tx, "brand_dk"), _values(refs.get("merchant"), "brand_dk"),
+                        _values(frames.get("merchant"), "brand_dk")]).unique()
+    unknown = tx["brand_dk"].is_not_null() & ~tx["brand_dk"].is_in(brands.implode())
+    runner.flag("transaction.brand_dk_joins_known_brands", "transaction", unknown, params["max_unknown_brand_rate"],
+                True, "carry a brand_dk never seen in transactions or merchants",
+                tx["brand_dk"].filter(unknown).unique(maintain_order=True).head(3).to_list())
+    last = ref_tx["event_date"].max()
+    new = tx.filter(pl.col("event_date") > last) if last is not None else tx
+    # Rows re-sent (same transaction_id) must keep their user, brand, date and amount.
+    columns = ["transaction_id", "user_id", "brand_dk", "event_date", "amount_bucket"]
+    again = tx.select(columns).join(ref_tx.select(columns), on="transaction_id", suffix="_before")
+    if again.height:
+        changed = pl.any_horizontal((pl.col(c) != pl.col(f"{c}_before")).fill_null(True) for c in columns[1:])
+        flags = again.select(changed.alias("changed"))["changed"]
+        runner.flag("transaction.resent_rows_unchanged", "transaction", flags, params["max_changed_row_rate"], True,
+                    "re-send a known transaction_id with another user, brand, date or amount",
+                    again.filter(flags)["transaction_id"].head(3).to_list())
+    # Volume: a full snapshot is judged by its row count; an increment by transactions per day.
+    days_new = new["event_date"].n_unique()
+    if not full and days_new:
+        per_day = new.height / days_new
+        before = ref_tx.height / max(1, ref_tx["event_date"].n_unique())
+        runner.value("transaction.volume_per_day_vs_previous", "transaction", per_day / before,
+                     1 - params["max_row_count_drop"], None, True,
+                     lambda ok: f"{per_day:,.0f} transactions per day over {days_new} new days vs {before:,.0f} "
+                     f"before ({per_day / before:.0%})")
+    # Shuffled ids keep every column's domain but break each client's history: the share of new
+    # transactions at a brand the same client already used must stay near what it was.
+    known_users = ref_tx["user_id"].unique()
+    current = new.filter(pl.col("user_id").is_in(known_users.implode()))
+    if current.height >= 50 and days_new:
+        span = dt.timedelta(days=max(1, (new["event_date"].max() - new["event_date"].min()).days + 1))
+        pairs = ref_tx.select("user_id", "brand_dk").unique()
+        base_new = ref_tx.filter(pl.col("event_date") > last - span)
+        base_old = ref_tx.filter(pl.col("event_date") <= last - span).select("user_id", "brand_dk").unique()
+        base_new = base_new.filter(pl.col("user_id").is_in(base_old["user_id"].unique().implode()))
+        if base_new.height >= 50 and base_old.height:
+            def repeat_share(rows: pl.DataFrame, seen: pl.DataFrame) -> float:
+                hit = rows.join(seen.with_columns(pl.lit(True).alias("hit")), on=["user_id", "brand_dk"], how="left")
+                return float(hit["hit"].fill_null(False).mean() or 0.0)
+
+            now, before = repeat_share(current, pairs), repeat_share(base_new, base_old)
+            ratio = now / before if before else 1.0
+            runner.value("transaction.user_brand_history_consistent", "transaction", ratio,
+                         params["min_pair_repeat_ratio"], None, True,
+                         lambda ok: f"{now:.0%} of new transactions of known clients are at a brand the client used "
+                         f"before, vs {before:.0%} for the reference's last {span.days} days (ratio {ratio:.2f}); "
+                         + ("" if ok else "user ids look shuffled or reassigned"))
+
+
+def _collapse(runner: _Runner, table: str, column: str, frame: pl.DataFrame, ref: pl.DataFrame) -> None:
+    """A column with several values before must not collapse to one value now."""
+    if column not in ref.columns or ref[column].drop_nulls().n_unique() < 2 or frame[column].drop_nulls().len() < 50:
+        return
+    ref_top = ref[column].drop_nulls().value_counts(sort=True).row(0)
+    ref_share = ref_top[1] / ref[column].drop_nulls().len()
+    limit = max(runner.params["collapse_top_share"], min(0.99, ref_share + 0.2))
+    values = frame[column].drop_nulls()
+    top = values.value_counts(sort=True).row(0)
+    share = top[1] / values.len()
+    runner.value(f"{table}.{column}_not_collapsed", table, share, None, limit, True,
+                 lambda ok: f"{share:.0%} of {table}.{column} is {top[0]!r} (before: top value {ref_top[0]!r} at "
+                 f"{ref_share:.0%}; limit {limit:.0%})")
 
 
 def write_report(result: ValidationResult, out_dir: Path) -> Path:
+    """validation.json (summary and every check) and ge_results.json (GE's own results)."""
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "validation.json"
     path.write_text(result.to_json())
+    raw = getattr(result, "_ge_results", None)
+    if raw:
+        (out_dir / "ge_results.json").write_text(json.dumps(raw, default=str))
     return path

@@ -6,10 +6,14 @@
 #   scripts/stack.sh down                stops everything it started (idempotent)
 #   scripts/stack.sh status              what runs, and whether the API answers
 #   scripts/stack.sh env                 the export lines clients need (var/stack/env)
+#   scripts/stack.sh smoke               checks broker, Faust, S3 and MLflow of the running stack
 #
-# Python comes from ${VENV:-.venv}. Ports: LAL_BROKER_PORT (9092), LAL_S3_PORT (9000),
-# LAL_MLFLOW_PORT (5000), PORT (8080, the API), LAL_FAUST_WEB_PORT (PORT+1).
-# S3 server: LAL_S3_SERVER=moto (default, in memory) or weed (SeaweedFS `weed mini`, on disk).
+# Python comes from ${VENV:-.venv}. Addresses (all configurable):
+#   LAL_STACK_HOST (127.0.0.1)  LAL_BROKER_PORT (9092)  LAL_S3_PORT (9000)  LAL_MLFLOW_PORT (5000)
+#   PORT (8080, the API)  LAL_FAUST_WEB_PORT (PORT+1: the Faust worker binds it even with its UI off)
+# S3 server: LAL_S3_SERVER=moto (default: in memory, starts in 2 s) or weed (SeaweedFS `weed mini`,
+# on disk; it also opens LAL_S3_PORT+1..+4 and their gRPC ports, +10000).
+# LAL_STACK_DIR (var/stack) holds env, pids/, logs/, data/. LAL_READY_TIMEOUT (180) bounds `up`.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,18 +24,19 @@ case "$VENV" in /*) ;; *) VENV="$ROOT/$VENV" ;; esac
 BIN="$VENV/bin"
 PY="$BIN/python"
 
-STATE="$ROOT/var/stack"
+STATE="${LAL_STACK_DIR:-$ROOT/var/stack}"
+case "$STATE" in /*) ;; *) STATE="$ROOT/$STATE" ;; esac
 PIDS="$STATE/pids"
 LOGS="$STATE/logs"
 DATA="$STATE/data"
 ENV_FILE="$STATE/env"
 
-HOST=127.0.0.1
+HOST="${LAL_STACK_HOST:-127.0.0.1}"
 BROKER_PORT="${LAL_BROKER_PORT:-9092}"
 S3_PORT="${LAL_S3_PORT:-9000}"
 MLFLOW_PORT="${LAL_MLFLOW_PORT:-5000}"
 API_PORT="${PORT:-8080}"
-FAUST_WEB_PORT="${LAL_FAUST_WEB_PORT:-$((API_PORT + 1))}"  # the Faust worker binds it even with its web UI off
+FAUST_WEB_PORT="${LAL_FAUST_WEB_PORT:-$((API_PORT + 1))}"
 S3_SERVER="${LAL_S3_SERVER:-moto}"
 READY_TIMEOUT="${LAL_READY_TIMEOUT:-180}"
 
@@ -46,8 +51,9 @@ alive() { local pid; pid="$(pid_of "$1")"; [[ -n "$pid" ]] && kill -0 "$pid" 2>/
 
 port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
-http_ok() {  # url -> 0 when it answers 2xx
-    "$PY" - "$1" <<'EOF' 2>/dev/null
+http_ok() {  # url -> 0 when it answers 2xx (any python will do: `status` may run without the venv)
+    local py="$PY"; [[ -x "$py" ]] || py=python3
+    "$py" - "$1" <<'EOF' 2>/dev/null
 import sys, urllib.request
 try:
     with urllib.request.urlopen(sys.argv[1], timeout=3) as r:
@@ -59,22 +65,25 @@ EOF
 
 write_env() {
     mkdir -p "$STATE"
+    # AWS_* are the S3 server's credentials (moto accepts any; weed mini adopts these at start).
     cat >"$ENV_FILE" <<EOF
 export LAL_BROKER=$HOST:$BROKER_PORT
 export LAL_S3_ENDPOINT=http://$HOST:$S3_PORT
 export LAL_S3_BUCKET=${LAL_S3_BUCKET:-lookalike}
 export LAL_DEPLOYMENT=${LAL_DEPLOYMENT:-lal}
-export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test}
-export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-test}
+export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-lookalike}
+export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-lookalike-secret}
 export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}
 export MLFLOW_TRACKING_URI=http://$HOST:$MLFLOW_PORT
 export MLFLOW_S3_ENDPOINT_URL=http://$HOST:$S3_PORT
 export LAL_BROKER_EMPTY_FETCH_WAIT_MS=${LAL_BROKER_EMPTY_FETCH_WAIT_MS:-100}
 export GX_ANALYTICS_ENABLED=false
 export DVC_NO_ANALYTICS=1
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
 export PYTHONUNBUFFERED=1
 export PORT=$API_PORT
 export LAL_API_URL=http://$HOST:$API_PORT
+export LAL_STACK_DIR=$STATE
 EOF
 }
 
@@ -82,7 +91,7 @@ EOF
 start() {
     local name="$1"; shift
     log "starting $name: $*"
-    setsid "$@" >"$LOGS/$name.log" 2>&1 < /dev/null &
+    PATH="$BIN:$PATH" setsid "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
     echo $! >"$PIDS/$name.pid"
 }
 
@@ -110,7 +119,7 @@ stop_one() {
     if kill -0 "$pid" 2>/dev/null; then
         log "stopping $name (pid $pid)"
         kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 1 40); do
+        for _ in $(seq 1 60); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.25
         done
@@ -124,7 +133,6 @@ stop_one() {
 cmd_down() {
     local i
     for ((i = ${#ALL_PROCS[@]} - 1; i >= 0; i--)); do stop_one "${ALL_PROCS[i]}"; done
-    stop_one provision
     log "stack stopped"
 }
 
@@ -137,21 +145,46 @@ check_ports_free() {
     done
 }
 
+s3_ports() {  # every port the chosen S3 server opens
+    case "$S3_SERVER" in
+        moto) echo "$S3_PORT" ;;
+        weed) local p; for p in 0 1 2 3 4; do echo "$((S3_PORT + p))" "$((S3_PORT + p + 10000))"; done ;;
+    esac
+}
+
 start_s3() {
     case "$S3_SERVER" in
         moto)
             start s3 "$BIN/moto_server" -H "$HOST" -p "$S3_PORT"
             ;;
         weed)
-            # weed mini opens several ports of its own; they are moved out of the way of ours.
+            # weed mini opens a master, a volume server, a filer, S3 and an admin UI (each http port
+            # has a gRPC twin at +10000): all are packed right above the S3 port. Credentials: it
+            # makes AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (exported from the env file) its admin.
             mkdir -p "$DATA/weed"
-            start s3 "$BIN/weed" mini -dir="$DATA/weed" -ip="$HOST" -ip.bind="$HOST" -s3.port="$S3_PORT" \
-                -master.port="${LAL_WEED_MASTER_PORT:-19333}" -volume.port="${LAL_WEED_VOLUME_PORT:-18081}" \
-                -filer.port="${LAL_WEED_FILER_PORT:-18888}"
+            start s3 "$BIN/weed" mini -dir="$DATA/weed" -ip="$HOST" -ip.bind="$HOST" \
+                -s3.port="$S3_PORT" -master.port="$((S3_PORT + 1))" -volume.port="$((S3_PORT + 2))" \
+                -filer.port="$((S3_PORT + 3))" -admin.port="$((S3_PORT + 4))" \
+                -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 -master.telemetry=false
             ;;
         *) die "LAL_S3_SERVER must be moto or weed, not $S3_SERVER" ;;
     esac
 }
+
+ensure_bucket() {
+    "$PY" -c '
+import os, boto3
+from botocore.config import Config
+s3 = boto3.client("s3", endpoint_url=os.environ["LAL_S3_ENDPOINT"], config=Config(s3={"addressing_style": "path"}))
+try:
+    s3.head_bucket(Bucket=os.environ["LAL_S3_BUCKET"])
+except Exception:
+    s3.create_bucket(Bucket=os.environ["LAL_S3_BUCKET"])
+' 2>/dev/null
+}
+
+# An app process starts only if its module exists, so the infrastructure part works on its own.
+has_module() { [[ -f "$ROOT/${1//.//}.py" || -f "$ROOT/${1//.//}/__main__.py" ]]; }
 
 cmd_up() {
     local infra_only=0
@@ -166,7 +199,8 @@ cmd_up() {
     cmd_down >/dev/null 2>&1 || true
     rm -rf "$STATE"
     mkdir -p "$PIDS" "$LOGS" "$DATA"
-    local ports=("$BROKER_PORT" "$S3_PORT" "$MLFLOW_PORT")
+    local ports=("$BROKER_PORT" "$MLFLOW_PORT")
+    mapfile -t -O 2 ports < <(s3_ports | tr ' ' '\n')
     ((infra_only)) || ports+=("$API_PORT" "$FAUST_WEB_PORT")
     check_ports_free "${ports[@]}"
     write_env
@@ -174,51 +208,74 @@ cmd_up() {
     # if anything below fails, do not leave half a stack behind
     trap 'rc=$?; if ((rc != 0)); then log "up failed, stopping what was started"; cmd_down; fi' EXIT
 
+    # noida-db: in-memory Kafka API; its data dir only holds its control file.
     start broker "$BIN/noida-db" start --data-dir "$DATA/broker" --host "$HOST" --only kafka --kafka-port "$BROKER_PORT"
     start_s3
     wait_for broker 60 port_open "$BROKER_PORT"
     wait_for s3 60 port_open "$S3_PORT"
 
+    # The bucket first: MLflow stores artifacts in it, and nobody else creates it before provision.
+    wait_for s3 60 ensure_bucket
+
     mkdir -p "$DATA/mlflow"
-    MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false start mlflow "$BIN/mlflow" server \
+    start mlflow "$BIN/mlflow" server \
         --backend-store-uri "sqlite:///$DATA/mlflow/mlflow.db" \
         --artifacts-destination "s3://$LAL_S3_BUCKET/mlflow" \
         --host "$HOST" --port "$MLFLOW_PORT" --workers 1
-    wait_for mlflow 120 http_ok "$MLFLOW_TRACKING_URI/health"
+    wait_for mlflow 180 http_ok "$MLFLOW_TRACKING_URI/health"
 
     if ((infra_only)); then
         trap - EXIT
-        log "infrastructure up: broker $LAL_BROKER, S3 $LAL_S3_ENDPOINT, MLflow $MLFLOW_TRACKING_URI"
+        log "infrastructure up: broker $LAL_BROKER, S3 $LAL_S3_ENDPOINT ($S3_SERVER), MLflow $MLFLOW_TRACKING_URI"
         log "env: $ENV_FILE (source it; LAL_API_URL is where a locally started API would answer)"
         return 0
     fi
 
-    log "provisioning topics and bucket"
-    mkdir -p "$DATA/work/provision"
-    if ! LAL_WORK_DIR="$DATA/work/provision" timeout 180 "$PY" -m adapters.provision >"$LOGS/provision.log" 2>&1; then
-        fail_with_log provision
+    if has_module adapters.provision; then
+        log "provisioning topics and bucket"
+        mkdir -p "$DATA/work/provision"
+        if ! LAL_WORK_DIR="$DATA/work/provision" timeout 180 "$PY" -m adapters.provision >"$LOGS/provision.log" 2>&1; then
+            log "provision failed; last lines of $LOGS/provision.log:"
+            tail -n 40 "$LOGS/provision.log" >&2
+            exit 1
+        fi
+    else
+        log "no adapters.provision yet: topics are not created up front"
     fi
 
+    local started=()
     mkdir -p "$DATA/work/worker" "$DATA/work/pipeline" "$DATA/work/api"
-    LAL_WORK_DIR="$DATA/work/worker" start worker "$PY" -m processors.faust_app worker -l info --web-port "$FAUST_WEB_PORT"
-    LAL_WORK_DIR="$DATA/work/pipeline" start pipeline "$PY" -m processors.pipeline
+    if has_module processors.faust_app; then
+        LAL_WORK_DIR="$DATA/work/worker" start worker "$PY" -m processors.faust_app worker -l info --web-port "$FAUST_WEB_PORT"
+        started+=(worker)
+    fi
+    if has_module processors.pipeline; then
+        LAL_WORK_DIR="$DATA/work/pipeline" start pipeline "$PY" -m processors.pipeline
+        started+=(pipeline)
+    fi
+    if ! has_module serving; then
+        trap - EXIT
+        log "no serving module yet: infrastructure and ${started[*]:-no app process} are up"
+        return 0
+    fi
     LAL_WORK_DIR="$DATA/work/api" start api "$PY" -m serving
+    started+=(api)
 
     log "waiting for $LAL_API_URL/ready (up to ${READY_TIMEOUT}s)"
     local deadline=$((SECONDS + READY_TIMEOUT)) p
     until http_ok "$LAL_API_URL/ready"; do
-        for p in "${ALL_PROCS[@]}"; do alive "$p" || fail_with_log "$p"; done
+        for p in broker s3 mlflow "${started[@]}"; do alive "$p" || fail_with_log "$p"; done
         ((SECONDS < deadline)) || { log "API not ready after ${READY_TIMEOUT}s"; fail_with_log api; }
         sleep 1
     done
     trap - EXIT
     cat >&2 <<EOF
-[stack] ready:
+[stack] ready in ${SECONDS}s:
   API     $LAL_API_URL   (GET /ready, /docs)
   MLflow  $MLFLOW_TRACKING_URI
-  S3      $LAL_S3_ENDPOINT ($S3_SERVER, bucket $LAL_S3_BUCKET)
+  S3      $LAL_S3_ENDPOINT ($S3_SERVER, bucket $LAL_S3_BUCKET, key $AWS_ACCESS_KEY_ID)
   broker  $LAL_BROKER (noida-db)
-  logs    $LOGS/   env: $ENV_FILE   stop: scripts/stack.sh down
+  logs    $LOGS/   env: $ENV_FILE   stop: make down
 EOF
 }
 
@@ -245,10 +302,21 @@ cmd_env() {
     cat "$ENV_FILE"
 }
 
+cmd_smoke() {
+    [[ -f "$ENV_FILE" ]] || die "no $ENV_FILE: run \`make up\` (or \`make up-infra\`) first"
+    set -a; . "$ENV_FILE"; set +a
+    local script
+    for script in smoke_broker smoke_s3 smoke_mlflow smoke_faust; do
+        log "$script"
+        SMOKE_WEB_PORT="${SMOKE_WEB_PORT:-$((API_PORT + 2))}" "$PY" "$ROOT/scripts/$script.py"
+    done
+}
+
 case "${1:-}" in
     up) shift; cmd_up "$@" ;;
     down) cmd_down ;;
     status) cmd_status ;;
     env) cmd_env ;;
-    *) echo "usage: $0 up [--infra-only] | down | status | env" >&2; exit 2 ;;
+    smoke) cmd_smoke ;;
+    *) echo "usage: $0 up [--infra-only] | down | status | env | smoke" >&2; exit 2 ;;
 esac

@@ -12,5 +12,6 @@ def series(tmp_path_factory) -> list[Path]:
 
     out = tmp_path_factory.mktemp("series")
     return datagen.generate_series(out, scale="tiny", seed=7,
-                                   scenarios=["base", "same", "corrupt_shuffled_users", "drift_behaviour"],
+                                   scenarios=["base", "same", "corrupt_shuffled_users", "drift_behaviour", "same",
+                                              "drift_clients"],
                                    mode="increment")

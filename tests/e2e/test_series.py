@@ -50,7 +50,7 @@ def test_contract_before_any_data(api, run_id):
 def test_series(api, run_id, series):
     from datagen.send import send_version
 
-    base, same, corrupt, drifted = series
+    base, same, corrupt, drifted, same_again, drifted_again = series
     name = lambda d: f"{run_id}-{d.name}"  # noqa: E731
     models_before = len(api.get("/experiments").json()["experiments"])
     fresh = models_before == 0  # on a stack that already serves a model, v1 is just another version
@@ -128,6 +128,19 @@ def test_series(api, run_id, series):
     if latest["deployed"]:
         assert info["model_version"] == latest["model_version"] != first_model
         assert info["trained_on"] == name(drifted) and info["train_metrics"] == latest["metrics"]
+
+    # v5: the same world again: no retraining; v6: another kind of drift: the second retrain.
+    model_before = api.get("/status").json()["model_version"]
+    send_version(str(api.base_url), same_again, version_name=name(same_again))
+    status = wait_idle(api)
+    assert api.get("/monitoring/drift").json()["action_taken"] == "none"
+    assert status["model_version"] == model_before and status["data_version"] == name(same_again)
+    send_version(str(api.base_url), drifted_again, version_name=name(drifted_again))
+    wait_idle(api)
+    assert api.get("/monitoring/drift").json()["action_taken"] == "retrained"
+    experiments = api.get("/experiments").json()["experiments"]
+    assert len(experiments) == runs_after_v1 + 2  # drift, none, corrupted, none, drift: exactly two retrains
+    assert [e["data_version"] for e in experiments[-2:]] == [name(drifted), name(drifted_again)]
 
 
 def test_no_request_gets_a_server_error(api, api_url, series, run_id):

@@ -51,3 +51,35 @@ def test_the_api_port_is_the_one_it_listens_on():
     host, container = api["ports"][0].split(":")
     assert host == "80" and container == str(api["environment"]["PORT"])
     assert re.search(r'port=settings\(\)\.port', (ROOT / "serving" / "__main__.py").read_text())
+
+
+def _megabytes(size: str) -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmg]?)b?", str(size).strip().lower())
+    assert match, f"unreadable memory size {size!r}"
+    return float(match[1]) * {"": 1 / 2**20, "k": 1 / 1024, "m": 1, "g": 1024}[match[2]]
+
+
+def test_memory_limits_fit_in_8_gb():
+    """The checker's box has 8 GB: every container is capped and the caps add up to less."""
+    limits = {name: _megabytes(service["mem_limit"]) for name, service in COMPOSE["services"].items()}
+    assert sum(limits.values()) < 8 * 1024, limits
+
+
+def test_mlflow_accepts_the_host_name_the_other_containers_use():
+    """MLflow 3 answers 403 to unknown Host headers (except on /health, so a healthcheck won't tell)."""
+    from urllib.parse import urlparse
+
+    from mlflow.server.security_utils import is_allowed_host_header
+
+    command = COMPOSE["services"]["mlflow"]["command"]
+    flag = next(arg for arg in command if arg.startswith("--allowed-hosts"))
+    allowed = [host.strip() for host in flag.split("=", 1)[1].split(",")]
+    tracking = urlparse(COMPOSE["x-app"]["environment"]["MLFLOW_TRACKING_URI"])
+    assert is_allowed_host_header(allowed, tracking.netloc)
+    assert is_allowed_host_header(allowed, "localhost:5000")
+
+
+def test_the_broker_workaround_stays_local():
+    """LAL_BROKER_EMPTY_FETCH_WAIT_MS is for noida-db in scripts/stack.sh, never for Redpanda."""
+    for name, service in COMPOSE["services"].items():
+        assert "LAL_BROKER_EMPTY_FETCH_WAIT_MS" not in (service.get("environment") or {}), name
