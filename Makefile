@@ -8,6 +8,7 @@ STAMP := $(VENV_ABS)/.lal-installed
 STACK_ENV := $(or $(LAL_STACK_DIR),var/stack)/env
 CONSTRAINTS := scripts/constraints.txt
 PYTEST_ARGS ?=
+PYTEST_RC_FILE ?=
 export VENV := $(VENV_ABS)
 
 SHELL := /bin/bash
@@ -58,6 +59,7 @@ test: install
 		bash scripts/stack.sh up; \
 	fi
 	rc=0; (set -a; . $(STACK_ENV); set +a; PATH="$(VENV_ABS)/bin:$$PATH" $(PY) -m pytest -q tests $(PYTEST_ARGS)) || rc=$$?; \
+	if [ -n "$(PYTEST_RC_FILE)" ]; then echo $$rc > "$(PYTEST_RC_FILE)"; fi; \
 	if [ "$(STOP)" = "1" ]; then bash scripts/stack.sh down; fi; \
 	exit $$rc
 

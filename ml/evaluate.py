@@ -50,7 +50,9 @@ class StateCache:
         if cut not in self.states:
             while len(self.states) >= self.keep:
                 self.states.pop(next(iter(self.states)))
-            state = state_at(self.history, cut)
+            # Interactions with the scored offer itself only from before its start: a future offer's
+            # activations and rewards (which reveal in-window purchases) are not known when it is scored.
+            state = state_at(self.history, cut, offer_interactions_until=cut)
             encode_categoricals(state, self.levels)
             self.states[cut] = state
         return self.states[cut]
