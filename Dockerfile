@@ -12,11 +12,13 @@ ENV PYTHONUNBUFFERED=1 \
     PORT=8080
 
 # Dependencies first, in their own layer: code changes do not reinstall them. Every package has a
-# wheel for CPython 3.11 on manylinux, so no compiler enters the image.
-COPY requirements.txt /app/requirements.txt
-RUN pip install -r /app/requirements.txt
+# wheel for CPython 3.11 on manylinux (antlr4-python3-runtime is a pure-Python sdist), so no compiler
+# enters the image. The constraints pin every version: pip alone backtracks for over 15 minutes.
+COPY requirements.txt scripts/constraints.txt /tmp/deps/
+RUN pip install --no-cache-dir -r /tmp/deps/requirements.txt -c /tmp/deps/constraints.txt \
+    && rm -rf /tmp/deps
 
-RUN useradd --create-home --uid 10001 app
+RUN useradd --create-home --uid 10001 --user-group app
 WORKDIR /app
 COPY --chown=app:app domain ./domain
 COPY --chown=app:app adapters ./adapters
@@ -30,9 +32,11 @@ COPY --chown=app:app datagen ./datagen
 COPY --chown=app:app stages ./stages
 COPY --chown=app:app .dvc/config ./.dvc/config
 COPY --chown=app:app params.yaml dvc.yaml dvc.lock .dvcignore README.md ./
-USER app
+# `dvc repro` may run in here: it writes data/, models/, reports/ and .dvc/tmp beside the code.
+RUN chown app:app /app /app/.dvc
+USER 10001:10001
 
 EXPOSE 8080
 HEALTHCHECK --interval=5s --timeout=3s --start-period=20s --retries=30 \
-  CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/ready', timeout=2)"
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/ready' % os.environ.get('PORT', '8080'), timeout=2)"]
 CMD ["python", "-m", "serving"]

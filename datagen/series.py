@@ -162,6 +162,9 @@ def _write_holdout(path: Path, timeline: Timeline, last_month: int, world: World
     merchant_brand = dict(zip(world.merchants["merchant_id_offer"].to_list(), world.merchants["brand_dk"].to_list()))
     era = timeline.era(last_month + 1)
     active = np.flatnonzero(world.user_since <= era)
+    boosts_by_offer: dict[int, list[dict]] = {}
+    for boost in timeline.boosts:
+        boosts_by_offer.setdefault(boost["offer_id"], []).append(boost)
     parts = []
     for offer in offers.unique(["offer_id", "merchant_id_offer"], keep="first", maintain_order=True).iter_rows(named=True):
         brand = brand_index[int(merchant_brand[offer["merchant_id_offer"]])]
@@ -169,9 +172,8 @@ def _write_holdout(path: Path, timeline: Timeline, last_month: int, world: World
         months = ((end - offer["start_date"]).days + 1) / 30
         organic = 1 - np.exp(-world.rate[active] * months * purchase_probability(world, active, brand))
         trial = np.zeros(len(active))
-        for boost in timeline.boosts:
-            if boost["offer_id"] == offer["offer_id"]:
-                trial[np.isin(active, boost["seen"])] = min(1.0, OFFER_LIFT * months + 0.02)
+        for boost in boosts_by_offer.get(offer["offer_id"], []):
+            trial[np.isin(active, boost["seen"])] = min(1.0, OFFER_LIFT * months + 0.02)
         probability = 1 - (1 - organic) * (1 - trial)
         parts.append(pl.DataFrame({"offer_id": offer["offer_id"], "merchant_id_offer": offer["merchant_id_offer"],
                                    "user_id": world.user_ids[active], "probability": probability}))

@@ -71,6 +71,7 @@ def simulate_month(world: World, month: int, first: dt.date, behaviour: Behaviou
     dates = np.datetime64(start, "D") + rng.choice(days, n, p=day_weights)
 
     # Offers: clients who saw an offer may try its brand inside the window.
+    extra_users, extra_brands, extra_dates = [users], [brands], [dates]
     for boost in boosts:
         brand, seen_users = boost["brand"], boost["seen"]
         window_start, window_end = boost["start"], boost["end"]
@@ -79,10 +80,10 @@ def simulate_month(world: World, month: int, first: dt.date, behaviour: Behaviou
             continue
         tries = seen_users[rng.random(len(seen_users)) < OFFER_LIFT * (hi - lo).days / 30 + 0.02]
         span = (hi - lo).days + 1
-        users = np.concatenate([users, tries])
-        brands = np.concatenate([brands, np.full(len(tries), brand)])
-        tiers = np.concatenate([tiers, world.brand_tier[np.full(len(tries), brand)]])
-        dates = np.concatenate([dates, np.datetime64(lo, "D") + rng.integers(0, span, len(tries))])
+        extra_users.append(tries)
+        extra_brands.append(np.full(len(tries), brand))
+        extra_dates.append(np.datetime64(lo, "D") + rng.integers(0, span, len(tries)))
+    users, brands, dates = np.concatenate(extra_users), np.concatenate(extra_brands), np.concatenate(extra_dates)
     n = len(users)
     amount = np.clip(world.brand_tier[brands] * 2 + rng.integers(0, 2, n) + rng.integers(-1, 2, n)
                      + (rng.random(n) < behaviour.tier_shift), 0, len(AMOUNT_BUCKETS) - 1)
