@@ -58,7 +58,7 @@ test: install
 	else \
 		bash scripts/stack.sh up; \
 	fi
-	rc=0; (set -a; . $(STACK_ENV); set +a; PATH="$(VENV_ABS)/bin:$$PATH" $(PY) -m pytest -q tests $(PYTEST_ARGS)) || rc=$$?; \
+	@rc=0; (set -a; . $(STACK_ENV); set +a; PATH="$(VENV_ABS)/bin:$$PATH" $(PY) -m pytest -q tests $(PYTEST_ARGS)) || rc=$$?; \
 	if [ -n "$(PYTEST_RC_FILE)" ]; then echo $$rc > "$(PYTEST_RC_FILE)"; fi; \
 	if [ "$(STOP)" = "1" ]; then bash scripts/stack.sh down; fi; \
 	exit $$rc

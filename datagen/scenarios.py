@@ -11,18 +11,27 @@ SAME = {"base", "same"}
 DRIFTS = {"drift_clients", "drift_behaviour", "drift_receipts"}
 CORRUPTIONS = {"corrupt_missing_table", "corrupt_missing_batches", "corrupt_null_keys", "corrupt_shuffled_users",
                "corrupt_profile_flip", "corrupt_dates", "corrupt_duplicates", "corrupt_collapsed"}
-ALL = SAME | DRIFTS | CORRUPTIONS
+ALIASES = {"corrupt_nulls": "corrupt_null_keys", "corrupt_shuffled": "corrupt_shuffled_users",
+           "corrupt_missing": "corrupt_missing_table", "drift_behavior": "drift_behaviour"}
+ALL = SAME | DRIFTS | CORRUPTIONS | set(ALIASES)
 
 
-def behaviour(name: str, world: World) -> Behaviour:
+def canonical(name: str) -> str:
+    return ALIASES.get(name, name)
+
+
+def behaviour(name: str) -> Behaviour:
     """How clients behave in the version's month; drift kinds change it the way a bank might see."""
+    name = canonical(name)
     if name == "drift_behaviour":
         # Spending moves online, to pricier buckets and to weekends, and gets more frequent.
-        return Behaviour(online_shift=0.35, tier_shift=0.5, frequency=1.6, weekend_bias=2.0)
+        return Behaviour(online_shift=0.3, tier_shift=0.8, frequency=1.6, weekend_bias=1.5)
     if name == "drift_clients":
-        # The active client base changes: some taste groups and the richer tier become far more active.
-        activity = np.where(np.arange(K) < K // 2, 3.0, 0.15)
-        return Behaviour(segment_activity=activity, tier_activity=np.array([0.2, 1.0, 4.0]))
+        # The client mix changes: a marketing campaign brings many young mass-market clients from towns
+        # and villages, while the wealthier older clients go quiet.
+        return Behaviour(segment_activity=np.array([0.3, 3.0, 1.0, 0.3]), tier_activity=np.array([2.5, 1.0, 0.25]),
+                         newcomers=5.0, newcomer_mix={"cluster": [0.1, 0.65, 0.15, 0.1], "tier": [0.8, 0.17, 0.03],
+                                                      "region_size": [0.03, 0.2, 0.42, 0.35]})
     if name == "drift_receipts":
         mix = np.zeros(K)
         mix[[1, 5]] = 0.5
@@ -33,6 +42,7 @@ def behaviour(name: str, world: World) -> Behaviour:
 def corrupt(name: str, tables: dict[str, pl.DataFrame], manifest: dict, world: World,
             rng: np.random.Generator) -> tuple[dict[str, pl.DataFrame], dict]:
     """Break the delivery the way the scenario says; untouched for every other kind."""
+    name = canonical(name)
     if name not in CORRUPTIONS:
         return tables, manifest
     tables = dict(tables)

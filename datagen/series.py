@@ -11,13 +11,14 @@ import numpy as np
 import polars as pl
 
 from datagen import scenarios as scenario_kinds
-from datagen.simulate import OFFER_LIFT, make_offers, offer_interactions, simulate_month
-from datagen.world import Behaviour, World, build_world, load_texts, month_start, purchase_probability
+from datagen.simulate import EPOCH, Boost, Simulator
+from datagen.world import Behaviour, World, build_world, load_texts, month_start
 from domain.tables import TABLES
 
-FIRST_MONTH = dt.date(2024, 7, 1)
-HISTORY_MONTHS = 11          # v1 holds July 2024 .. May 2025; its held-out offers start in June 2025
+FIRST_MONTH = dt.date(2024, 6, 1)
+HISTORY_MONTHS = 12          # v1 holds June 2024 .. May 2025 (cut 2025-06-01); its held-out offers start in June 2025
 OFFER_MONTHS_BEFORE = 2      # offers (and who saw them) exist for the last two history months too
+HOLDOUT_MONTHS = 2           # future transactions written for the held-out offers' windows
 
 
 def _typed(table: str, frame: pl.DataFrame) -> pl.DataFrame:
@@ -26,42 +27,49 @@ def _typed(table: str, frame: pl.DataFrame) -> pl.DataFrame:
                         for c, t in schema.items())
 
 
-class Timeline:
-    """Simulates months lazily and remembers them, so each version reads what it needs."""
+def era_of_month(month: int) -> int:
+    """Which version a month belongs to (0 for the history of the first version)."""
+    return max(0, month - (HISTORY_MONTHS - 1))
 
-    def __init__(self, world: World, behaviours: dict[int, Behaviour]):
+
+class Timeline:
+    """Simulates months in order and remembers them, so each version reads what it needs."""
+
+    def __init__(self, world: World, behaviours: dict[int, Behaviour], seed: int):
         self.world = world
         self.behaviours = behaviours
+        self.sim = Simulator(world, seed)
         self.texts = load_texts()
         self.months: dict[int, dict] = {}
-        self.boosts: list = []
+        self.boosts: list[Boost] = []
+        self.boosts_by_month: dict[int, list[Boost]] = {}
         self.next_tx = 1
         self.next_offer = 1
         self.offers_so_far: pl.DataFrame | None = None
-
-    def era(self, month: int) -> int:
-        """Which version a month belongs to (0 for the history of the first version)."""
-        return max(0, month - (HISTORY_MONTHS - 1))
 
     def month(self, index: int) -> dict:
         if index in self.months:
             return self.months[index]
         for earlier in range(len(self.months), index):
             self.month(earlier)
-        world, era = self.world, self.era(index)
+        world, era = self.world, era_of_month(index)
+        start = month_start(FIRST_MONTH, index)
         offers = seens = activations = None
         if index >= HISTORY_MONTHS - OFFER_MONTHS_BEFORE:
-            count = world.scale["offers_per_month"]
-            offers = make_offers(world, index, FIRST_MONTH, count, self.next_offer, self.texts, self.offers_so_far,
-                                 era=era)
-            self.next_offer += count
+            offers = self.sim.make_offers(start, world.scale["offers_per_month"], self.next_offer, self.texts,
+                                          self.offers_so_far, era)
+            self.next_offer += world.scale["offers_per_month"]
             self.offers_so_far = offers if self.offers_so_far is None else pl.concat([self.offers_so_far, offers])
-            new_boosts, seens, activations = offer_interactions(world, offers, era)
+            new_boosts, seens, activations = self.sim.offer_interactions(
+                offers.filter(pl.col("start_date") >= start), era)
+            self.boosts_by_month[index] = new_boosts
             self.boosts.extend(new_boosts)
-        simulated = simulate_month(world, index, FIRST_MONTH, self.behaviours.get(era, Behaviour()), self.boosts,
-                                   self.next_tx, era=era)
-        self.next_tx += simulated.transactions.height
-        self.months[index] = {"transaction": simulated.transactions, "receipts": simulated.receipts,
+            today = int((np.datetime64(start, "D") - EPOCH).astype(int))
+            self.boosts = [b for b in self.boosts if b.end >= today]
+        transactions, receipts = self.sim.month(start, era, self.behaviours.get(era, Behaviour()), self.boosts,
+                                                self.next_tx)
+        self.next_tx += transactions.height
+        self.months[index] = {"transaction": transactions, "receipts": receipts,
                               "offer": offers, "offer_seens": seens, "offer_activation": activations}
         return self.months[index]
 
@@ -90,18 +98,20 @@ def _rewards(activations: pl.DataFrame | None, offers: pl.DataFrame | None, merc
 
 def generate_series(out_dir: Path | str, scale: str = "tiny", seed: int = 42,
                     scenarios: list[str] | tuple[str, ...] = ("base", "same"), mode: str = "increment") -> list[Path]:
-    """Write one directory per version (v1, v2, ...) and return their paths."""
+    """Write one directory per version (v1, v2, ...) and return their paths.
+
+    v1 (the first scenario, normally "base") holds HISTORY_MONTHS of history; every later version one
+    more month, new clients, new brands and merchants, new offers, in the way its scenario says."""
     if mode not in ("increment", "full"):
         raise ValueError("mode is 'increment' or 'full'")
     unknown = [s for s in scenarios if s not in scenario_kinds.ALL]
     if unknown:
         raise ValueError(f"unknown scenarios {unknown}; known: {sorted(scenario_kinds.ALL)}")
     out_dir = Path(out_dir)
-    n_versions = len(scenarios)
-    world = build_world(scale, seed, months=n_versions + 2)
-    behaviours = {era: scenario_kinds.behaviour(name, world) for era, name in enumerate(scenarios)}
-    timeline = Timeline(world, behaviours)
-    rng = np.random.default_rng(seed + 1)
+    behaviours = {era: scenario_kinds.behaviour(name) for era, name in enumerate(scenarios)}
+    world = build_world(scale, seed, versions=len(scenarios) + HOLDOUT_MONTHS, behaviours=behaviours)
+    timeline = Timeline(world, behaviours, seed + 1)
+    rng = np.random.default_rng(seed + 2)
     paths = []
     for era, scenario in enumerate(scenarios):
         first_month = 0 if era == 0 else HISTORY_MONTHS - 1 + era
@@ -112,21 +122,22 @@ def generate_series(out_dir: Path | str, scale: str = "tiny", seed: int = 42,
         # Offers of the next month are announced in this version (they are the held-out ones).
         announced = range(HISTORY_MONTHS - OFFER_MONTHS_BEFORE, last_month + 2)
         offer_months = announced if (mode == "full" or era == 0) else [last_month + 1]
-        timeline.month(last_month + 1)
+        for future in range(1, HOLDOUT_MONTHS + 1):
+            timeline.month(last_month + future)
         all_tx = _concat([timeline.month(m)["transaction"] for m in known_months])
-        new_users = (world.user_since == era) if mode == "increment" else (world.user_since <= era)
-        users = world.user_ids[new_users]
+        new_users = (world.user_since == era) if (mode == "increment" and era) else (world.user_since <= era)
+        users = pl.Series(world.user_ids[new_users])
         # Merchants arrive with the version that announces their first offers (next month's included).
         merchants = world.merchants.filter(
             (pl.col("since") <= era + 1) if (mode == "full" or era == 0) else (pl.col("since") == era + 1))
         last_seen = all_tx.group_by("user_id").agg(pl.col("event_date").max().cast(pl.Utf8).alias("last_activity_day"))
         activations = _concat([timeline.month(m)["offer_activation"] for m in months])
         tables = {
-            "people": world.people.filter(pl.col("user_id").is_in(users)).drop("last_activity_day")
+            "people": world.people.filter(pl.col("user_id").is_in(users.implode())).drop("last_activity_day")
             .join(last_seen, on="user_id", how="left"),
-            "segments": world.segments.filter(pl.col("user_id").is_in(users)),
-            "financial_account": world.accounts.filter(pl.col("user_id").is_in(users)),
-            "merchant": merchants.drop("since"),
+            "segments": world.segments.filter(pl.col("user_id").is_in(users.implode())),
+            "financial_account": world.accounts.filter(pl.col("user_id").is_in(users.implode())),
+            "merchant": merchants.drop("since", "brand_index"),
             "transaction": _concat([timeline.month(m)["transaction"] for m in months]),
             "receipts": _concat([timeline.month(m)["receipts"] for m in months]),
             "offer": _concat([timeline.month(m)["offer"] for m in offer_months]),
@@ -134,9 +145,11 @@ def generate_series(out_dir: Path | str, scale: str = "tiny", seed: int = 42,
             "offer_activation": activations,
             "offer_reward": _rewards(activations, timeline.offers_so_far, world.merchants, all_tx, rng),
         }
+        del all_tx
         tables = {name: _typed(name, frame) for name, frame in tables.items() if frame is not None}
-        manifest = {"version": f"v{era + 1}", "scenario": scenario, "mode": mode,
-                    "cut_date": str(month_start(FIRST_MONTH, last_month + 1))}
+        cut = month_start(FIRST_MONTH, last_month + 1)
+        manifest = {"version": f"v{era + 1}", "scenario": scenario_kinds.canonical(scenario), "mode": mode, "scale": scale, "seed": seed,
+                    "cut_date": str(cut), "first_date": str(month_start(FIRST_MONTH, first_month))}
         tables, manifest = scenario_kinds.corrupt(scenario, tables, manifest, world, rng)
         path = out_dir / f"v{era + 1}"
         shutil.rmtree(path, ignore_errors=True)
@@ -145,36 +158,33 @@ def generate_series(out_dir: Path | str, scale: str = "tiny", seed: int = 42,
             frame.write_parquet(path / f"{name}.parquet")
         manifest["tables"] = {name: {"rows": frame.height} for name, frame in tables.items()}
         (path / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        _write_holdout(path / "_holdout", timeline, last_month, world)
+        _write_holdout(path / "_holdout", timeline, last_month, world, era)
         paths.append(path)
     return paths
 
 
-def _write_holdout(path: Path, timeline: Timeline, last_month: int, world: World) -> None:
-    """The next month's offers, the transactions of the two months after the cut (never sent), and
-    the generator's own probability that each client becomes a new customer of each offer."""
+def _write_holdout(path: Path, timeline: Timeline, last_month: int, world: World, era: int) -> None:
+    """The next month's offers, the known clients' transactions of the months after the cut (never
+    sent), and the
+    generator's own probability that each known client becomes a new customer of each offer."""
     path.mkdir(parents=True, exist_ok=True)
-    offers = timeline.month(last_month + 1)["offer"]
-    future = _concat([timeline.month(last_month + 1)["transaction"], timeline.month(last_month + 2)["transaction"]])
+    cut = month_start(FIRST_MONTH, last_month + 1)
+    # Repeated rows of earlier offers (same offer_id, another end or text) are not held out.
+    offers = _typed("offer", timeline.month(last_month + 1)["offer"].filter(pl.col("start_date") >= cut))
+    months = [last_month + k for k in range(1, HOLDOUT_MONTHS + 1)]
+    # Only clients known at the cut: newcomers of later versions cannot be ranked by anyone.
+    known = np.flatnonzero(world.user_since <= era)
+    future = _typed("transaction", _concat([timeline.month(m)["transaction"] for m in months])
+                    .filter(pl.col("user_id").is_in(pl.Series(world.user_ids[known]).implode())))
     offers.write_parquet(path / "offer.parquet")
     future.write_parquet(path / "transaction.parquet")
-    brand_index = {int(b): i for i, b in enumerate(world.brand_ids)}
-    merchant_brand = dict(zip(world.merchants["merchant_id_offer"].to_list(), world.merchants["brand_dk"].to_list()))
-    era = timeline.era(last_month + 1)
-    active = np.flatnonzero(world.user_since <= era)
-    boosts_by_offer: dict[int, list[dict]] = {}
-    for boost in timeline.boosts:
-        boosts_by_offer.setdefault(boost["offer_id"], []).append(boost)
-    parts = []
-    for offer in offers.unique(["offer_id", "merchant_id_offer"], keep="first", maintain_order=True).iter_rows(named=True):
-        brand = brand_index[int(merchant_brand[offer["merchant_id_offer"]])]
-        end = min(offer["end_date"], offer["start_date"] + dt.timedelta(60))
-        months = ((end - offer["start_date"]).days + 1) / 30
-        organic = 1 - np.exp(-world.rate[active] * months * purchase_probability(world, active, brand))
-        trial = np.zeros(len(active))
-        for boost in boosts_by_offer.get(offer["offer_id"], []):
-            trial[np.isin(active, boost["seen"])] = min(1.0, OFFER_LIFT * months + 0.02)
-        probability = 1 - (1 - organic) * (1 - trial)
-        parts.append(pl.DataFrame({"offer_id": offer["offer_id"], "merchant_id_offer": offer["merchant_id_offer"],
-                                   "user_id": world.user_ids[active], "probability": probability}))
-    pl.concat(parts).write_parquet(path / "oracle.parquet")
+    horizon_end = int((np.datetime64(month_start(FIRST_MONTH, months[-1] + 1), "D") - EPOCH).astype(int)) - 1
+    first = np.datetime64(FIRST_MONTH, "M")
+
+    def era_of_day(day: int) -> int:
+        month = int(((EPOCH + day).astype("datetime64[M]") - first).astype(int))
+        return era_of_month(month)
+
+    oracle = timeline.sim.oracle(offers, timeline.boosts_by_month.get(last_month + 1, []), known, horizon_end,
+                                 era_of_day, world.rate, world.scale["oracle_top"])
+    oracle.with_columns(pl.col("probability").cast(pl.Float32)).write_parquet(path / "oracle.parquet")

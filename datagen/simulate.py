@@ -1,4 +1,10 @@
-"""Month-by-month simulation of the world: transactions, receipts, offers and how clients meet them."""
+"""Month-by-month simulation: brand adoption, repeat purchases, receipts, offers and who meets them.
+
+State is a sparse set of (client, brand) pairs -- the client's repertoire -- kept sorted by
+key = client * n_brands + brand, with the day of adoption, the day of the first transaction and a
+loyalty weight. Everything is vectorised over events; Python loops run over categories, offers and
+months only.
+"""
 from __future__ import annotations
 
 import calendar
@@ -8,173 +14,343 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from datagen.world import AMOUNT_BUCKETS, CATEGORY_NAMES, K, Behaviour, World, month_start, purchase_probability
+from datagen.world import AMOUNT_BUCKETS, CATEGORY_NAMES, CATEGORY_PRICE, K, Behaviour, World, month_start
 
-OFFER_DURATIONS = np.array([0, 6, 13, 27, 29, 30, 44, 59, 89, 179])
-OFFER_DURATION_P = np.array([0.03, 0.05, 0.1, 0.17, 0.3, 0.2, 0.05, 0.05, 0.03, 0.02])
+OFFER_DURATIONS = np.array([0, 6, 13, 20, 27, 29, 30, 44, 59, 89, 179])
+OFFER_DURATION_P = np.array([0.03, 0.04, 0.08, 0.06, 0.14, 0.3, 0.17, 0.06, 0.06, 0.04, 0.02])
 OPEN_END = dt.date(5999, 1, 1)
-SEEN_SHARE = 0.03      # share of clients an offer is shown to
-OFFER_LIFT = 0.25      # chance that a client who saw the offer tries the brand during the window
+LIFT_SEEN = 0.5        # hazard multiplier (1 + lift) while the offer runs, for clients who saw it
+LIFT_ACTIVATED = 3.0   # ... and for clients who activated it
+ACTIVATION_SHARE = 0.3
+EPOCH = np.datetime64("1970-01-01", "D")
+NEVER = np.iinfo(np.int32).max
+PRIOR = np.iinfo(np.int32).min
+
+
+def day_number(date: dt.date) -> int:
+    return int((np.datetime64(date, "D") - EPOCH).astype(int))
 
 
 @dataclass
-class Month:
-    transactions: pl.DataFrame
-    receipts: pl.DataFrame
+class Boost:
+    offer_id: int
+    brand: int
+    users: np.ndarray      # client indices who saw the offer
+    lift: np.ndarray       # per client: LIFT_SEEN or LIFT_ACTIVATED
+    start: int             # day numbers, inclusive
+    end: int
 
 
-def _sample_brands(world: World, categories: np.ndarray, tiers: np.ndarray, era: int) -> np.ndarray:
-    """A brand of the given category and tier for each transaction, by popularity among active brands."""
-    rng = world.rng
-    out = np.empty(len(categories), dtype=np.int64)
-    active = world.brand_since <= era
-    for category in range(K):
-        for tier in range(3):
-            mask = (categories == category) & (tiers == tier)
-            if not mask.any():
+class Simulator:
+    def __init__(self, world: World, seed: int):
+        self.world = world
+        self.rng = np.random.default_rng(seed)
+        self.nb = world.n_brands
+        self.keys = np.empty(0, np.int64)          # sorted client * nb + brand
+        self.adopted = np.empty(0, np.int32)       # day number, PRIOR for brands known before the client arrived
+        self.first_tx = np.empty(0, np.int32)      # day number of the first transaction, NEVER if none yet
+        self.loyalty = np.empty(0, np.float64)
+        self.initialised: set[int] = set()         # eras whose newcomers got their prior repertoire
+        self._samplers: dict[int, tuple] = {}
+
+    # --- brand sampling by the adoption law --------------------------------------------------------------
+    def _sampler(self, era: int):
+        if era not in self._samplers:
+            w, s = self.world.type_weights(era)
+            order = np.argsort(self.world.brand_category, kind="stable")
+            cat_start = np.searchsorted(self.world.brand_category[order], np.arange(K))
+            cum = np.cumsum(w[:, order].ravel())
+            self._samplers[era] = (order, np.append(cat_start, self.nb), cum, s)
+        return self._samplers[era]
+
+    def sample_brands(self, users: np.ndarray, era: int) -> np.ndarray:
+        """One brand per event, with probability lambda(u, b) / A_u."""
+        rng, world = self.rng, self.world
+        order, bounds, cum, s = self._sampler(era)
+        types = world.user_type(users)
+        weights = world.taste[users] * s[types]
+        cumulative = np.cumsum(weights, axis=1)
+        category = (cumulative < rng.random(len(users))[:, None] * cumulative[:, -1:]).sum(axis=1)
+        category = np.minimum(category, K - 1)
+        lo = types * self.nb + bounds[category]
+        hi = types * self.nb + bounds[category + 1]
+        base = np.where(lo > 0, cum[np.maximum(lo - 1, 0)], 0.0)
+        pos = base + rng.random(len(users)) * s[types, category]
+        index = np.clip(np.searchsorted(cum, pos, side="right"), lo, np.maximum(hi - 1, lo))
+        return order[index - types * self.nb]
+
+    # --- repertoire ---------------------------------------------------------------------------------------
+    def _add_pairs(self, users: np.ndarray, brands: np.ndarray, days: np.ndarray, era: int) -> np.ndarray:
+        """Adopt (client, brand) pairs not yet known, first event first; returns the new keys' positions."""
+        keys = users.astype(np.int64) * self.nb + brands
+        order = np.lexsort((days, keys))
+        keys, days, users, brands = keys[order], days[order], users[order], brands[order]
+        first = np.ones(len(keys), bool)
+        first[1:] = keys[1:] != keys[:-1]
+        keys, days, users, brands = keys[first], days[first], users[first], brands[first]
+        if len(self.keys):
+            known = np.searchsorted(self.keys, keys)
+            hit = (known < len(self.keys)) & (self.keys[np.minimum(known, len(self.keys) - 1)] == keys)
+            keys, days, users, brands = keys[~hit], days[~hit], users[~hit], brands[~hit]
+        w, s = self.world.type_weights(era)
+        types = self.world.user_type(users)
+        affinity = self.world.taste[users, self.world.brand_category[brands]] * w[types, brands]
+        norm = (self.world.taste[users] * s[types]).sum(axis=1)
+        loyalty = np.sqrt(affinity / norm) * self.rng.lognormal(0, 0.8, len(keys))
+        at = np.searchsorted(self.keys, keys)
+        self.keys = np.insert(self.keys, at, keys)
+        self.adopted = np.insert(self.adopted, at, days.astype(np.int32))
+        self.first_tx = np.insert(self.first_tx, at, np.full(len(keys), NEVER, np.int32))
+        self.loyalty = np.insert(self.loyalty, at, loyalty)
+        return keys
+
+    def _newcomers(self, era: int) -> None:
+        """Clients who arrive in an era already shop somewhere: a prior repertoire, never seen adopting."""
+        if era in self.initialised:
+            return
+        self.initialised.add(era)
+        world = self.world
+        fresh = np.flatnonzero(world.user_since == era)
+        counts = self.rng.poisson(world.adopt[fresh] * world.scale["prior_months"]) + 1
+        users = np.repeat(fresh, counts)
+        brands = self.sample_brands(users, era)
+        self._add_pairs(users, brands, np.full(len(users), PRIOR, np.int64), era)
+
+    # --- one month -----------------------------------------------------------------------------------------
+    def month(self, start: dt.date, era: int, behaviour: Behaviour, boosts: list[Boost], next_tx_id: int
+              ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        rng, world = self.rng, self.world
+        for e in range(era + 1):
+            self._newcomers(e)
+        days = calendar.monthrange(start.year, start.month)[1]
+        first_day = day_number(start)
+        day_weights = np.ones(days) + np.array([(start + dt.timedelta(d)).weekday() >= 5 for d in range(days)]) \
+            * (0.25 + behaviour.weekend_bias)
+        day_weights /= day_weights.sum()
+        active = np.flatnonzero(world.user_since <= era)
+
+        # Adoption: organic events, plus offer-driven ones for clients who saw an offer in its window.
+        events = np.repeat(active, rng.poisson(world.adopt[active]))
+        ev_users, ev_brands = [events], [self.sample_brands(events, era)]
+        ev_days = [first_day + rng.choice(days, len(events), p=day_weights)]
+        last_day = first_day + days - 1
+        for boost in boosts:
+            lo, hi = max(boost.start, first_day), min(boost.end, last_day)
+            if lo > hi:
                 continue
-            pool = np.flatnonzero(active & (world.brand_category == category) & (world.brand_tier == tier))
-            if len(pool) == 0:
-                pool = np.flatnonzero(active & (world.brand_category == category))
-            if len(pool) == 0:
-                pool = np.flatnonzero(active)
-            weights = np.cumsum(world.brand_pop[pool])
-            draws = rng.random(mask.sum()) * weights[-1]
-            out[mask] = pool[np.searchsorted(weights, draws)]
-    return out
+            hazard = world.hazard(boost.users, boost.brand, era) * boost.lift * (hi - lo + 1) / days
+            tries = boost.users[rng.random(len(boost.users)) < -np.expm1(-hazard)]
+            ev_users.append(tries)
+            ev_brands.append(np.full(len(tries), boost.brand))
+            ev_days.append(lo + rng.integers(0, hi - lo + 1, len(tries)))
+        new_keys = self._add_pairs(np.concatenate(ev_users), np.concatenate(ev_brands), np.concatenate(ev_days),
+                                   era)
+
+        # Purchases: each client spreads the month's transactions over the repertoire by loyalty.
+        rate = world.rate[active] * behaviour.frequency
+        if behaviour.segment_activity is not None:
+            rate = rate * behaviour.segment_activity[world.cluster[active]]
+        if behaviour.tier_activity is not None:
+            rate = rate * behaviour.tier_activity[world.tier[active]]
+        users = np.repeat(active, rng.poisson(rate))
+        pair_user = self.keys // self.nb
+        begin = np.searchsorted(pair_user, users)
+        end = np.searchsorted(pair_user, users, side="right")
+        has = end > begin
+        users, begin, end = users[has], begin[has], end[has]
+        cum = np.cumsum(self.loyalty)
+        base = np.where(begin > 0, cum[np.maximum(begin - 1, 0)], 0.0)
+        total = cum[end - 1] - base
+        pick = np.clip(np.searchsorted(cum, base + rng.random(len(users)) * total, side="right"), begin, end - 1)
+        tx_days = first_day + rng.choice(days, len(users), p=day_weights)
+        adopted = self.adopted[pick]
+        late = adopted > last_day
+        pick, tx_days = pick[~late], np.maximum(tx_days[~late], adopted[~late])
+        # ... and every adoption is a purchase on its day.
+        adoption = np.searchsorted(self.keys, new_keys)
+        pick = np.concatenate([pick, adoption])
+        tx_days = np.concatenate([tx_days, self.adopted[adoption].astype(np.int64)])
+        np.minimum.at(self.first_tx, pick, tx_days.astype(np.int32))
+        order = np.lexsort((pick, tx_days))
+        pick, tx_days = pick[order], tx_days[order]
+        users, brands = (self.keys[pick] // self.nb), (self.keys[pick] % self.nb)
+        transactions = self._transactions(users, brands, tx_days, behaviour, next_tx_id)
+        return transactions, self._receipts(active, first_day, days, behaviour)
+
+    def _transactions(self, users, brands, days, behaviour: Behaviour, next_tx_id: int) -> pl.DataFrame:
+        rng, world = self.rng, self.world
+        n = len(users)
+        level = (0.6 + world.brand_tier[brands] + 0.7 * CATEGORY_PRICE[world.brand_category[brands]]
+                 + 0.3 * world.tier[users] + rng.normal(0, 0.9, n) + behaviour.tier_shift)
+        amount = np.clip(np.round(level), 0, len(AMOUNT_BUCKETS) - 1).astype(int)
+        online_p = np.clip(0.5 * world.online[users] + 0.5 * world.brand_online[brands] + behaviour.online_shift, 0, 1)
+        terminal = np.where(rng.random(n) < 0.15, rng.integers(1, 4, n), 0)
+        return pl.DataFrame({
+            "transaction_id": pl.int_range(next_tx_id, next_tx_id + n, eager=True).cast(pl.Utf8),
+            "user_id": world.user_ids[users],
+            "merchant_id_tx": 1_000_000 + brands.astype(np.int64) * 4 + terminal,
+            "event_date": pl.Series((EPOCH + days).astype("datetime64[D]"), dtype=pl.Date),
+            "amount_bucket": np.array(AMOUNT_BUCKETS)[amount],
+            "online_transaction_flg": np.where(rng.random(n) < online_p, "Y", "N"),
+            "brand_dk": world.brand_ids[brands],
+        })
+
+    def _receipts(self, active: np.ndarray, first_day: int, days: int, behaviour: Behaviour) -> pl.DataFrame:
+        """Itemised receipts: a couple per active client per month, category by taste."""
+        rng, world = self.rng, self.world
+        users = np.repeat(active, rng.poisson(1.5, len(active)))
+        n = len(users)
+        weights = world.taste[users]
+        if behaviour.receipt_mix is not None:
+            weights = 0.3 * weights + 0.7 * behaviour.receipt_mix[None, :]
+        cumulative = np.cumsum(weights, axis=1)
+        category = np.minimum((cumulative < rng.random(n)[:, None] * cumulative[:, -1:]).sum(axis=1), K - 1)
+        level = (0.5 + 0.6 * CATEGORY_PRICE[category] + 0.5 * world.tier[users] + rng.normal(0, 0.8, n)
+                 + 2 * (rng.random(n) < behaviour.receipt_cost_shift))
+        cost = np.clip(np.round(level), 0, len(AMOUNT_BUCKETS) - 1).astype(int)
+        return pl.DataFrame({
+            "user_id": world.user_ids[users],
+            "date_operated": pl.Series((EPOCH + first_day + rng.integers(0, days, n)).astype("datetime64[D]"),
+                                       dtype=pl.Date),
+            "category_name": np.array(CATEGORY_NAMES)[category],
+            "items_count": (1 + rng.poisson(1 + 2 * cost)).astype(float),
+            "items_cost": np.array(AMOUNT_BUCKETS)[cost],
+        }).sort("date_operated", "user_id")
+
+    # --- offers -------------------------------------------------------------------------------------------
+    def make_offers(self, start: dt.date, count: int, next_offer_id: int, texts: list[str],
+                    previous: pl.DataFrame | None, era: int) -> pl.DataFrame:
+        """Offers starting in the month: on the 1st or 3rd mostly; a few repeat an earlier offer_id."""
+        rng, world = self.rng, self.world
+        merchants = world.merchants.filter(pl.col("brand_dk").is_not_null() & (pl.col("since") <= era)
+                                           & (pl.col("merchant_status") == "ACT"))
+        popularity = world.brand_pop[merchants["brand_index"].to_numpy()] ** 0.6
+        n = min(count, merchants.height)
+        keys = np.log(popularity) + rng.gumbel(size=len(popularity))
+        picked = np.sort(np.argpartition(-keys, n - 1)[:n]) if n < len(keys) else np.arange(n)
+        start_day = rng.choice([0, 2, 14], n, p=[0.45, 0.45, 0.1])
+        starts = np.datetime64(start, "D") + start_day
+        durations = rng.choice(OFFER_DURATIONS, n, p=OFFER_DURATION_P)
+        ends = np.where(rng.random(n) < 0.01, np.datetime64(OPEN_END, "D"), starts + durations)
+        offers = pl.DataFrame({
+            "offer_id": np.arange(next_offer_id, next_offer_id + n),
+            "merchant_id_offer": merchants["merchant_id_offer"].to_numpy()[picked],
+            "start_date": pl.Series(starts, dtype=pl.Date),
+            "end_date": pl.Series(ends, dtype=pl.Date),
+            "offer_text": np.array(texts, dtype=object)[rng.integers(0, len(texts), n)].tolist(),
+        })
+        if previous is not None and previous.height:
+            # offer_id is not unique in the real data: a repeat with another end date or text.
+            repeats = previous.filter(pl.col("end_date") < OPEN_END).sample(
+                n=max(1, previous.height // 15), seed=int(rng.integers(1 << 30)))
+            other_text = pl.Series(np.array(texts, dtype=object)[rng.integers(0, len(texts), repeats.height)].tolist())
+            repeats = repeats.with_columns(
+                pl.when(pl.Series(rng.random(repeats.height) < 0.7))
+                .then(pl.col("end_date") + pl.duration(days=7)).otherwise(pl.col("end_date")).alias("end_date"),
+                pl.when(pl.Series(rng.random(repeats.height) < 0.4)).then(other_text)
+                .otherwise(pl.col("offer_text")).alias("offer_text"))
+            offers = pl.concat([offers, repeats])
+        return offers
+
+    def offer_interactions(self, offers: pl.DataFrame, era: int
+                           ) -> tuple[list[Boost], pl.DataFrame | None, pl.DataFrame | None]:
+        """Who saw each offer (the bank targets clients with affinity to the brand), who activated it."""
+        rng, world = self.rng, self.world
+        merchant_brand = dict(zip(world.merchants["merchant_id_offer"].to_list(),
+                                  world.merchants["brand_index"].to_list()))
+        active = np.flatnonzero(world.user_since <= era)
+        size = max(3, int(len(active) * world.scale["seen_share"]))
+        boosts, seen_parts, activation_parts = [], [], []
+        unique = offers.unique(["offer_id", "merchant_id_offer"], keep="first", maintain_order=True)
+        for offer in unique.iter_rows(named=True):
+            brand = int(merchant_brand[offer["merchant_id_offer"]])
+            affinity = world.hazard(active, brand, era)
+            affinity = affinity + 0.3 * affinity.mean() + 1e-12
+            keys = np.log(affinity) + rng.gumbel(size=len(active))
+            seen = np.sort(active[np.argpartition(-keys, size - 1)[:size]])
+            activated = rng.random(len(seen)) < ACTIVATION_SHARE
+            start = day_number(offer["start_date"])
+            end = day_number(offer["end_date"]) if offer["end_date"] < dt.date(2100, 1, 1) else start + 180
+            boosts.append(Boost(offer["offer_id"], brand, seen, np.where(activated, LIFT_ACTIVATED, LIFT_SEEN),
+                                start, end))
+            seen_parts.append(pl.DataFrame({"user_id": world.user_ids[seen], "offer_id": offer["offer_id"],
+                                            "start_date": offer["start_date"], "end_date": offer["end_date"]}))
+            span = min(end - start + 1, 40)
+            activation_parts.append(pl.DataFrame({
+                "user_id": world.user_ids[seen[activated]], "offer_id": offer["offer_id"],
+                "activation_date": pl.Series((EPOCH + start + rng.integers(0, span, activated.sum()))
+                                             .astype("datetime64[D]"), dtype=pl.Date)}))
+        seens = pl.concat(seen_parts) if seen_parts else None
+        activations = pl.concat(activation_parts) if activation_parts else None
+        return boosts, seens, activations
+
+    # --- the oracle -----------------------------------------------------------------------------------------
+    def oracle(self, offers: pl.DataFrame, boosts: list[Boost], users: np.ndarray, horizon_end: int,
+               era_of_day, behaviour_rate: np.ndarray, top: int | None) -> pl.DataFrame:
+        """Each known client's true probability of a first transaction at the offer's brand inside
+        [start, min(end, horizon_end)], given everything up to the offer's start.
+
+        Clients already buying there (a transaction before start) get 0; clients who know the brand
+        from before they joined but have not bought there yet get the chance of a repeat purchase;
+        everyone else the chance to adopt, integrating the era's hazard times the offer's lift."""
+        world = self.world
+        merchant_brand = dict(zip(world.merchants["merchant_id_offer"].to_list(),
+                                  world.merchants["brand_index"].to_list()))
+        pair_user = (self.keys // self.nb).astype(np.int64)
+        pair_brand = (self.keys % self.nb).astype(np.int64)
+        by_brand = np.argsort(pair_brand, kind="stable")
+        brand_bounds = np.searchsorted(pair_brand[by_brand], np.arange(self.nb + 1))
+        lift_of = {b.offer_id: b for b in boosts}
+        loyalty_cum = np.cumsum(self.loyalty)
+        position = np.full(world.n_users, -1)
+        position[users] = np.arange(len(users))
+        parts = []
+        unique = offers.unique(["offer_id", "merchant_id_offer"], keep="first", maintain_order=True)
+        for offer in unique.iter_rows(named=True):
+            brand = int(merchant_brand[offer["merchant_id_offer"]])
+            start = day_number(offer["start_date"])
+            end = min(day_number(offer["end_date"]) if offer["end_date"] < dt.date(2100, 1, 1) else horizon_end,
+                      horizon_end)
+            lift = np.ones(len(users))
+            boost = lift_of.get(offer["offer_id"])
+            if boost is not None:
+                at = position[boost.users]
+                lift[at[at >= 0]] += boost.lift[at >= 0]
+            # Adoption hazard integrated over the window, month by month (eras change the brand set).
+            cumulative = np.zeros(len(users))
+            day = start
+            while day <= end:
+                date = (EPOCH + day).astype(dt.date)
+                days_in_month = calendar.monthrange(date.year, date.month)[1]
+                stop = min(end, day + days_in_month - date.day)
+                cumulative += world.hazard(users, brand, era_of_day(day)) * (stop - day + 1) / days_in_month
+                day = stop + 1
+            probability = -np.expm1(-cumulative * lift)
+            pairs = by_brand[brand_bounds[brand]:brand_bounds[brand + 1]]
+            pairs = pairs[(self.adopted[pairs] < start) & (position[pair_user[pairs]] >= 0)]
+            at = position[pair_user[pairs]]
+            customer = self.first_tx[pairs] < start
+            probability[at[customer]] = 0.0
+            # Known from before joining the bank, never bought here yet: a repeat purchase may come.
+            quiet = pairs[~customer]
+            if len(quiet):
+                quiet_users = pair_user[quiet]
+                begin = np.searchsorted(pair_user, quiet_users)
+                stop = np.searchsorted(pair_user, quiet_users, side="right")
+                total = loyalty_cum[stop - 1] - np.where(begin > 0, loyalty_cum[np.maximum(begin - 1, 0)], 0.0)
+                share = self.loyalty[quiet] / total
+                probability[at[~customer]] = -np.expm1(-behaviour_rate[quiet_users] * share * (end - start + 1) / 30)
+            keep = np.arange(len(users))
+            if top is not None and top < len(users):
+                keep = np.sort(np.argpartition(-probability, top - 1)[:top])
+            parts.append(pl.DataFrame({"offer_id": offer["offer_id"], "merchant_id_offer": offer["merchant_id_offer"],
+                                       "user_id": world.user_ids[users[keep]],
+                                       "probability": probability[keep]}))
+        if not parts:
+            return pl.DataFrame(schema={"offer_id": pl.Int64, "merchant_id_offer": pl.Int64, "user_id": pl.Int64,
+                                        "probability": pl.Float64})
+        return pl.concat(parts)
 
 
-def simulate_month(world: World, month: int, first: dt.date, behaviour: Behaviour, boosts: list[dict],
-                   next_tx_id: int, era: int) -> Month:
-    """One month of transactions (plus offer-driven trials) and receipts for the active clients."""
-    rng = world.rng
-    start = month_start(first, month)
-    days = calendar.monthrange(start.year, start.month)[1]
-    active = np.flatnonzero(world.user_since <= era)
-    rate = world.rate[active] * behaviour.frequency
-    if behaviour.segment_activity is not None:
-        rate = rate * behaviour.segment_activity[world.taste[active].argmax(axis=1)]
-    if behaviour.tier_activity is not None:
-        rate = rate * behaviour.tier_activity[world.tier[active]]
-    counts = rng.poisson(rate)
-    users = np.repeat(active, counts)
-    n = len(users)
-    cumulative = np.cumsum(world.taste[users], axis=1)
-    categories = (cumulative < rng.random(n)[:, None] * cumulative[:, -1:]).sum(axis=1)
-    own_tier = rng.random(n) < 0.85
-    tiers = np.where(own_tier, world.tier[users], rng.integers(0, 3, n))
-    brands = _sample_brands(world, categories, tiers, era)
-    day_weights = np.ones(days)
-    weekend = np.array([(start + dt.timedelta(d)).weekday() >= 5 for d in range(days)])
-    day_weights[weekend] += behaviour.weekend_bias
-    day_weights /= day_weights.sum()
-    dates = np.datetime64(start, "D") + rng.choice(days, n, p=day_weights)
-
-    # Offers: clients who saw an offer may try its brand inside the window.
-    extra_users, extra_brands, extra_dates = [users], [brands], [dates]
-    for boost in boosts:
-        brand, seen_users = boost["brand"], boost["seen"]
-        window_start, window_end = boost["start"], boost["end"]
-        lo, hi = max(window_start, start), min(window_end, start + dt.timedelta(days - 1))
-        if lo > hi or len(seen_users) == 0:
-            continue
-        tries = seen_users[rng.random(len(seen_users)) < OFFER_LIFT * (hi - lo).days / 30 + 0.02]
-        span = (hi - lo).days + 1
-        extra_users.append(tries)
-        extra_brands.append(np.full(len(tries), brand))
-        extra_dates.append(np.datetime64(lo, "D") + rng.integers(0, span, len(tries)))
-    users, brands, dates = np.concatenate(extra_users), np.concatenate(extra_brands), np.concatenate(extra_dates)
-    n = len(users)
-    amount = np.clip(world.brand_tier[brands] * 2 + rng.integers(0, 2, n) + rng.integers(-1, 2, n)
-                     + (rng.random(n) < behaviour.tier_shift), 0, len(AMOUNT_BUCKETS) - 1)
-    online_p = np.clip(0.5 * world.online[users] + 0.5 * world.brand_online[brands] + behaviour.online_shift, 0, 1)
-    order = np.lexsort((users, dates))
-    transactions = pl.DataFrame({
-        "transaction_id": [f"{next_tx_id + i}" for i in range(n)],
-        "user_id": world.user_ids[users[order]],
-        "merchant_id_tx": world.brand_ids[brands[order]] // 7 + 1_000_000,
-        "event_date": pl.Series(dates[order], dtype=pl.Date),
-        "amount_bucket": np.array(AMOUNT_BUCKETS)[amount[order]],
-        "online_transaction_flg": np.where(rng.random(n) < online_p[order], "Y", "N"),
-        "brand_dk": world.brand_ids[brands[order]],
-    })
-    return Month(transactions=transactions, receipts=_receipts(world, active, start, days, behaviour))
-
-
-def _receipts(world: World, active: np.ndarray, start: dt.date, days: int, behaviour: Behaviour) -> pl.DataFrame:
-    """Itemised receipts: a couple per active client per month, category by taste."""
-    rng = world.rng
-    counts = rng.poisson(1.5, len(active))
-    users = np.repeat(active, counts)
-    n = len(users)
-    weights = world.taste[users]
-    if behaviour.receipt_mix is not None:
-        weights = 0.3 * weights + 0.7 * behaviour.receipt_mix[None, :]
-    cumulative = np.cumsum(weights, axis=1)
-    category = (cumulative < rng.random(n)[:, None] * cumulative[:, -1:]).sum(axis=1)
-    cost = np.clip(world.tier[users] + rng.integers(0, 3, n) + (rng.random(n) < behaviour.receipt_cost_shift) * 2,
-                   0, len(AMOUNT_BUCKETS) - 1)
-    return pl.DataFrame({
-        "user_id": world.user_ids[users],
-        "date_operated": pl.Series(np.datetime64(start, "D") + rng.integers(0, days, n), dtype=pl.Date),
-        "category_name": np.array(CATEGORY_NAMES)[category],
-        "items_count": rng.integers(1, 12, n).astype(float),
-        "items_cost": np.array(AMOUNT_BUCKETS)[cost],
-    })
-
-
-def make_offers(world: World, month: int, first: dt.date, count: int, next_offer_id: int, texts: list[str],
-                previous: pl.DataFrame | None, era: int) -> pl.DataFrame:
-    """Offers starting in the month: on the 1st or 3rd mostly; a few repeat an earlier offer_id."""
-    rng = world.rng
-    start = month_start(first, month)
-    merchants = world.merchants.filter(pl.col("brand_dk").is_not_null() & (pl.col("since") <= era)
-                                       & (pl.col("merchant_status") == "ACT"))
-    picked = merchants.sample(n=min(count, merchants.height), seed=int(rng.integers(1 << 30)))
-    n = picked.height
-    start_day = rng.choice([0, 2, 14], n, p=[0.45, 0.45, 0.1])
-    starts = [start + dt.timedelta(int(d)) for d in start_day]
-    durations = rng.choice(OFFER_DURATIONS, n, p=OFFER_DURATION_P)
-    ends = [OPEN_END if rng.random() < 0.01 else s + dt.timedelta(int(d)) for s, d in zip(starts, durations)]
-    offers = pl.DataFrame({
-        "offer_id": np.arange(next_offer_id, next_offer_id + n),
-        "merchant_id_offer": picked["merchant_id_offer"],
-        "start_date": pl.Series(starts, dtype=pl.Date),
-        "end_date": pl.Series(ends, dtype=pl.Date),
-        "offer_text": [texts[i] for i in rng.integers(0, len(texts), n)],
-    })
-    if previous is not None and previous.height:
-        # offer_id is not unique in the real data: a repeat with another end date or text.
-        repeats = previous.sample(n=max(1, previous.height // 20), seed=int(rng.integers(1 << 30)))
-        repeats = repeats.with_columns((pl.col("end_date") + pl.duration(days=7)).alias("end_date"))
-        offers = pl.concat([offers, repeats])
-    return offers
-
-
-def offer_interactions(world: World, offers: pl.DataFrame, era: int) -> tuple[list, pl.DataFrame, pl.DataFrame]:
-    """Who saw each offer (clients with some affinity to its brand), who activated it.
-    Returns the boosts for simulation plus the offer_seens and offer_activation tables."""
-    rng = world.rng
-    brand_index = {int(b): i for i, b in enumerate(world.brand_ids)}
-    merchant_brand = dict(zip(world.merchants["merchant_id_offer"].to_list(), world.merchants["brand_dk"].to_list()))
-    active = np.flatnonzero(world.user_since <= era)
-    boosts, seen_parts, activation_parts = [], [], []
-    for offer in offers.unique(["offer_id", "merchant_id_offer"], maintain_order=True).iter_rows(named=True):
-        brand = brand_index[int(merchant_brand[offer["merchant_id_offer"]])]
-        affinity = purchase_probability(world, active, brand) + 1e-4
-        size = max(3, int(len(active) * SEEN_SHARE))
-        seen = rng.choice(active, size=min(size, len(active)), replace=False, p=affinity / affinity.sum())
-        end = offer["end_date"] if offer["end_date"] < dt.date(2100, 1, 1) else offer["start_date"] + dt.timedelta(60)
-        boosts.append({"offer_id": offer["offer_id"], "brand": brand, "seen": seen, "start": offer["start_date"],
-                       "end": end})
-        seen_parts.append(pl.DataFrame({"user_id": world.user_ids[seen], "offer_id": offer["offer_id"],
-                                        "start_date": offer["start_date"], "end_date": offer["end_date"]}))
-        activated = seen[rng.random(len(seen)) < 0.3]
-        span = max(1, (end - offer["start_date"]).days + 1)
-        activation_parts.append(pl.DataFrame({
-            "user_id": world.user_ids[activated], "offer_id": offer["offer_id"],
-            "activation_date": pl.Series(np.datetime64(offer["start_date"], "D") + rng.integers(0, span, len(activated)),
-                                         dtype=pl.Date)}))
-    seens = pl.concat(seen_parts) if seen_parts else None
-    activations = pl.concat(activation_parts) if activation_parts else None
-    return boosts, seens, activations
+def first_of_month(first: dt.date, index: int) -> dt.date:
+    return month_start(first, index)

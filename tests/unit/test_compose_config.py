@@ -83,3 +83,38 @@ def test_the_broker_workaround_stays_local():
     """LAL_BROKER_EMPTY_FETCH_WAIT_MS is for noida-db in scripts/stack.sh, never for Redpanda."""
     for name, service in COMPOSE["services"].items():
         assert "LAL_BROKER_EMPTY_FETCH_WAIT_MS" not in (service.get("environment") or {}), name
+
+
+def test_images_from_registries_are_pinned_and_state_is_not_kept():
+    """Nothing floats (a moved tag cannot change the stack) and `down` then `up` starts fresh."""
+    for name, service in COMPOSE["services"].items():
+        if service.get("build"):
+            continue
+        image = service["image"]
+        assert ":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest"), f"{name}: {image}"
+        assert not image.startswith(("minio/", "docker.io/minio/")), "minio/* left Docker Hub: use quay.io/minio"
+    assert not COMPOSE.get("volumes"), "named volumes outlive `docker compose down`"
+
+
+def _dockerfile_sources() -> list[str]:
+    sources: list[str] = []
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
+            sources += [w for w in words[1:-1] if not w.startswith("--")]
+    return sources
+
+
+def test_the_image_holds_every_module_compose_starts():
+    sources = _dockerfile_sources()
+    ignored = [line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    for source in sources:
+        assert (ROOT / source).exists(), f"Dockerfile copies {source}, which is not in the repo"
+        assert not any(source == pattern or source.startswith(pattern + "/") for pattern in ignored), \
+            f"Dockerfile copies {source}, but .dockerignore leaves it out of the build context"
+    packages = {Path(source).parts[0] for source in sources}
+    for name, service in COMPOSE["services"].items():
+        command = service.get("command") or []
+        if service.get("build") and command[:2] == ["python", "-m"]:
+            assert command[2].split(".")[0] in packages, f"{name}: {command[2]} is not copied into the image"

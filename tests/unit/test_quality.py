@@ -1,5 +1,5 @@
-"""Validation rejects each corruption with a check naming it; drift is found for each drift kind
-and not for same-distribution versions with new entities, in both delivery modes."""
+"""Validation rejects each corruption with a critical check naming it; base and same pass; drift is
+found for each drift kind and not for same-distribution versions with new entities, in both modes."""
 from __future__ import annotations
 
 import json
@@ -11,14 +11,18 @@ import datagen
 from domain.settings import load_params
 from ml.catalog import merge
 from quality.drift import evaluate_drift
-from quality.validation import validate
+from quality.validation import validate, write_report
 
 PARAMS = load_params()
-CORRUPTIONS = {  # scenario -> a word its failed check must contain
-    "corrupt_missing_table": "required_tables_present", "corrupt_missing_batches": "all_batches_received",
-    "corrupt_null_keys": "user_id_not_null", "corrupt_shuffled_users": "user_id_in_people",
-    "corrupt_profile_flip": "profiles_stable", "corrupt_dates": "event_date_in_plausible_window",
-    "corrupt_duplicates": "transaction_id_unique", "corrupt_collapsed": "not_collapsed",
+CORRUPTIONS = {  # scenario -> the failed critical check that must name it
+    "corrupt_missing_table": "transaction.table_present",
+    "corrupt_missing_batches": "transaction.all_batches_received",
+    "corrupt_null_keys": "transaction.user_id_not_null",
+    "corrupt_shuffled_users": "transaction.user_id_in_people",
+    "corrupt_profile_flip": "people.profiles_stable_across_versions",
+    "corrupt_dates": "transaction.event_date_in_plausible_window",
+    "corrupt_duplicates": "transaction.transaction_id_unique",
+    "corrupt_collapsed": "transaction.amount_bucket_not_collapsed",
 }
 
 
@@ -26,34 +30,60 @@ def sealed_manifest(version: Path) -> dict:
     """The manifest the sealer would write for this version as the sender delivers it."""
     manifest = json.loads((version / "manifest.json").read_text())
     dropped = manifest.get("drop_batches", {})
-    manifest["tables"] = {t: {"rows": m["rows"], "batches_expected": 2 if t in dropped else 1,
-                              "missing_batches": dropped.get(t, [])} for t, m in manifest["tables"].items()}
+    manifest["tables"] = {t: {"rows": m["rows"], "batches_expected": 3 if t in dropped else 1,
+                              "batches_received": [b for b in (1, 2, 3) if b not in dropped[t]] if t in dropped
+                              else [1], "missing_batches": dropped.get(t, [])}
+                          for t, m in manifest["tables"].items()}
     return manifest
 
 
 @pytest.fixture(scope="module")
-def base_catalog(tmp_path_factory):
+def series(tmp_path_factory):
+    """base, then one version of every kind, each generated after the same base (tiny scale)."""
     out = tmp_path_factory.mktemp("q")
     base, = datagen.generate_series(out / "gen", "tiny", 11, ["base"])
     merge(None, base, out / "catalog")
     return base, out / "catalog", out
 
 
-def test_first_version_is_valid_with_twenty_checks(base_catalog):
-    base, _, _ = base_catalog
+def test_first_version_is_valid_with_twenty_checks(series, tmp_path):
+    base, _, _ = series
     result = validate(base, sealed_manifest(base), None, PARAMS["validation"])
     assert result.valid, result.failed_checks
-    assert result.checks_total >= 20
+    assert result.checks_total >= 20 and result.checks_passed + result.checks_failed == result.checks_total
+    kinds = {c.name.split(".")[1].split("_")[-1] for c in result.checks}
+    assert len(kinds) >= 8
+    report = write_report(result, tmp_path)
+    assert json.loads(report.read_text())["valid"] is True
+
+
+@pytest.mark.parametrize("mode", ["increment", "full"])
+def test_same_version_is_valid(series, mode):
+    _, catalog, out = series
+    _, version = datagen.generate_series(out / f"same_{mode}", "tiny", 11, ["base", "same"], mode)
+    result = validate(version, sealed_manifest(version), catalog, PARAMS["validation"])
+    assert result.valid, result.failed_checks
 
 
 @pytest.mark.parametrize("scenario", sorted(CORRUPTIONS))
-def test_each_corruption_is_rejected_and_named(base_catalog, scenario):
-    _, catalog, out = base_catalog
+def test_each_corruption_is_rejected_and_named(series, scenario):
+    _, catalog, out = series
     _, version = datagen.generate_series(out / scenario, "tiny", 11, ["base", scenario])
     result = validate(version, sealed_manifest(version), catalog, PARAMS["validation"])
     assert not result.valid
     names = [check["check"] for check in result.failed_checks if check["critical"]]
-    assert any(CORRUPTIONS[scenario] in name for name in names), names
+    assert CORRUPTIONS[scenario] in names, result.failed_checks
+    failed = next(c for c in result.failed_checks if c["check"] == CORRUPTIONS[scenario])
+    assert any(ch.isdigit() for ch in failed["details"]), failed  # the cause comes with numbers
+
+
+def test_missing_batches_are_named_with_their_numbers(series):
+    base, catalog, _ = series
+    manifest = sealed_manifest(base)
+    manifest["tables"]["receipts"].update(batches_expected=5, batches_received=[1, 2, 4], missing_batches=[])
+    result = validate(base, manifest, None, PARAMS["validation"])
+    failed = {c["check"]: c["details"] for c in result.failed_checks}
+    assert not result.valid and "3, 5" in failed["receipts.all_batches_received"], failed
 
 
 @pytest.mark.parametrize("mode", ["increment", "full"])
@@ -61,7 +91,16 @@ def test_each_corruption_is_rejected_and_named(base_catalog, scenario):
 def test_drift_only_where_the_world_changed(tmp_path, scenario, mode):
     base, version = datagen.generate_series(tmp_path / "gen", "tiny", 12, ["base", scenario], mode)
     merge(None, base, tmp_path / "catalog")
-    same_valid = validate(version, sealed_manifest(version), tmp_path / "catalog", PARAMS["validation"])
-    assert same_valid.valid, same_valid.failed_checks
     result = evaluate_drift(tmp_path / "catalog", version, PARAMS["drift"], tmp_path / "report")
-    assert result.drift_detected is (scenario != "same"), result.features
+    assert result.drift_detected is (scenario != "same"), (result.drift_score, result.features)
+    assert 0.0 <= result.drift_score <= 1.0
+    assert not any("_id" in f["feature"] for f in result.features)
+    assert result.report_html is not None and result.report_html.exists()
+    assert json.loads((tmp_path / "report" / "drift.json").read_text())["drift_score"] == result.drift_score
+
+
+def test_drift_versions_pass_validation(tmp_path):
+    base, drifted = datagen.generate_series(tmp_path / "gen", "tiny", 12, ["base", "drift_behaviour"])
+    merge(None, base, tmp_path / "catalog")
+    result = validate(drifted, sealed_manifest(drifted), tmp_path / "catalog", PARAMS["validation"])
+    assert result.valid, result.failed_checks
