@@ -96,29 +96,25 @@ def test_batch_racing_a_commit_is_either_in_the_snapshot_or_refused(api, run_id,
     assert commit_answer["tables_received"] == ["merchant"]
 
 
-def replay_pipeline() -> PipelineViews:
+def replay(topic: str, view):
+    """Fold a topic from offset 0 into a fresh view, as a restarted process would."""
     async def rebuild():
-        views = PipelineViews()
-        follower = Follower(settings(), topology.PIPELINE.name, views.apply)
+        follower = Follower(settings(), topic, view.apply)
         await follower.start()
         await follower.catch_up()
         await follower.stop()
-        return views
+        return view
     return asyncio.run(rebuild())
+
+
+def replay_pipeline() -> PipelineViews:
+    return replay(topology.PIPELINE.name, PipelineViews())
 
 
 def test_replaying_the_log_rebuilds_the_served_answers(api):
     wait_idle(api)
     views = replay_pipeline()
-
-    async def rebuild_ledger():
-        ledger = LedgerView()
-        follower = Follower(settings(), topology.INGEST_CONTROL.name, ledger.apply)
-        await follower.start()
-        await follower.catch_up()
-        await follower.stop()
-        return ledger
-    ledger = asyncio.run(rebuild_ledger())
+    ledger = replay(topology.INGEST_CONTROL.name, LedgerView())
 
     served = api.get("/status").json()
     assert served["data_version"] == (views.progress.last_valid_version or "none")
