@@ -64,7 +64,10 @@ def corrupt(name: str, tables: dict[str, pl.DataFrame], manifest: dict, world: W
             .alias("user_id"))
     elif name == "corrupt_profile_flip":
         # Most existing clients are re-sent with another gender and age: a wholesale flip.
-        existing = world.people.sample(fraction=0.8, seed=int(rng.integers(1 << 30)))
+        era = int(manifest["version"].lstrip("v")) - 1
+        known = pl.Series(world.user_ids[world.user_since < era]).implode()
+        existing = world.people.filter(pl.col("user_id").is_in(known)).sample(fraction=0.8,
+                                                                               seed=int(rng.integers(1 << 30)))
         flipped = existing.with_columns(
             pl.when(pl.col("gender_cd") == "M").then(pl.lit("F")).otherwise(pl.lit("M")).alias("gender_cd"),
             ((pl.col("age_bucket").cast(pl.Int64) + 25) % 70 + 15).cast(pl.Utf8).alias("age_bucket"))

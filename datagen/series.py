@@ -149,7 +149,7 @@ def generate_series(out_dir: Path | str, scale: str = "tiny", seed: int = 42,
         tables = {name: _typed(name, frame) for name, frame in tables.items() if frame is not None}
         cut = month_start(FIRST_MONTH, last_month + 1)
         manifest = {"version": f"v{era + 1}", "scenario": scenario_kinds.canonical(scenario), "mode": mode, "scale": scale, "seed": seed,
-                    "cut_date": str(cut), "first_date": str(month_start(FIRST_MONTH, first_month))}
+                    "cut_date": str(cut), "first_date": str(month_start(FIRST_MONTH, months[0]))}
         tables, manifest = scenario_kinds.corrupt(scenario, tables, manifest, world, rng)
         path = out_dir / f"v{era + 1}"
         shutil.rmtree(path, ignore_errors=True)

@@ -21,10 +21,15 @@ OFFER_DURATION_P = np.array([0.03, 0.04, 0.08, 0.06, 0.14, 0.3, 0.17, 0.06, 0.06
 OPEN_END = dt.date(5999, 1, 1)
 LIFT_SEEN = 0.5        # hazard multiplier (1 + lift) while the offer runs, for clients who saw it
 LIFT_ACTIVATED = 3.0   # ... and for clients who activated it
-ACTIVATION_SHARE = 0.3
+ACTIVATION_SHARE = 0.45
 EPOCH = np.datetime64("1970-01-01", "D")
 NEVER = np.iinfo(np.int32).max
 PRIOR = np.iinfo(np.int32).min
+
+
+def labels(names: list[str], index: np.ndarray) -> pl.Series:
+    """names[index] as a polars string column (numpy unicode arrays convert slowly)."""
+    return pl.Series(names, dtype=pl.Utf8).gather(pl.Series(index, dtype=pl.UInt32))
 
 
 def day_number(date: dt.date) -> int:
@@ -190,8 +195,8 @@ class Simulator:
             "user_id": world.user_ids[users],
             "merchant_id_tx": 1_000_000 + brands.astype(np.int64) * 4 + terminal,
             "event_date": pl.Series((EPOCH + days).astype("datetime64[D]"), dtype=pl.Date),
-            "amount_bucket": np.array(AMOUNT_BUCKETS)[amount],
-            "online_transaction_flg": np.where(rng.random(n) < online_p, "Y", "N"),
+            "amount_bucket": labels(AMOUNT_BUCKETS, amount),
+            "online_transaction_flg": labels(["N", "Y"], (rng.random(n) < online_p).astype(np.uint32)),
             "brand_dk": world.brand_ids[brands],
         })
 
@@ -212,9 +217,9 @@ class Simulator:
             "user_id": world.user_ids[users],
             "date_operated": pl.Series((EPOCH + first_day + rng.integers(0, days, n)).astype("datetime64[D]"),
                                        dtype=pl.Date),
-            "category_name": np.array(CATEGORY_NAMES)[category],
+            "category_name": labels(CATEGORY_NAMES, category),
             "items_count": (1 + rng.poisson(1 + 2 * cost)).astype(float),
-            "items_cost": np.array(AMOUNT_BUCKETS)[cost],
+            "items_cost": labels(AMOUNT_BUCKETS, cost),
         }).sort("date_operated", "user_id")
 
     # --- offers -------------------------------------------------------------------------------------------
@@ -224,7 +229,7 @@ class Simulator:
         rng, world = self.rng, self.world
         merchants = world.merchants.filter(pl.col("brand_dk").is_not_null() & (pl.col("since") <= era)
                                            & (pl.col("merchant_status") == "ACT"))
-        popularity = world.brand_pop[merchants["brand_index"].to_numpy()] ** 0.6
+        popularity = world.brand_pop[merchants["brand_index"].to_numpy()] ** 0.9
         n = min(count, merchants.height)
         keys = np.log(popularity) + rng.gumbel(size=len(popularity))
         picked = np.sort(np.argpartition(-keys, n - 1)[:n]) if n < len(keys) else np.arange(n)
@@ -260,9 +265,10 @@ class Simulator:
                                   world.merchants["brand_index"].to_list()))
         active = np.flatnonzero(world.user_since <= era)
         size = max(3, int(len(active) * world.scale["seen_share"]))
-        boosts, seen_parts, activation_parts = [], [], []
+        boosts: list[Boost] = []
+        seen_users, seen_rows, act_users, act_rows, act_days = [], [], [], [], []
         unique = offers.unique(["offer_id", "merchant_id_offer"], keep="first", maintain_order=True)
-        for offer in unique.iter_rows(named=True):
+        for row, offer in enumerate(unique.iter_rows(named=True)):
             brand = int(merchant_brand[offer["merchant_id_offer"]])
             affinity = world.hazard(active, brand, era)
             affinity = affinity + 0.3 * affinity.mean() + 1e-12
@@ -273,15 +279,23 @@ class Simulator:
             end = day_number(offer["end_date"]) if offer["end_date"] < dt.date(2100, 1, 1) else start + 180
             boosts.append(Boost(offer["offer_id"], brand, seen, np.where(activated, LIFT_ACTIVATED, LIFT_SEEN),
                                 start, end))
-            seen_parts.append(pl.DataFrame({"user_id": world.user_ids[seen], "offer_id": offer["offer_id"],
-                                            "start_date": offer["start_date"], "end_date": offer["end_date"]}))
-            span = min(end - start + 1, 40)
-            activation_parts.append(pl.DataFrame({
-                "user_id": world.user_ids[seen[activated]], "offer_id": offer["offer_id"],
-                "activation_date": pl.Series((EPOCH + start + rng.integers(0, span, activated.sum()))
-                                             .astype("datetime64[D]"), dtype=pl.Date)}))
-        seens = pl.concat(seen_parts) if seen_parts else None
-        activations = pl.concat(activation_parts) if activation_parts else None
+            seen_users.append(seen)
+            seen_rows.append(np.full(len(seen), row))
+            act_users.append(seen[activated])
+            act_rows.append(np.full(activated.sum(), row))
+            act_days.append(start + rng.integers(0, min(end - start + 1, 40), activated.sum()))
+        if not boosts:
+            return boosts, None, None
+        seens = pl.DataFrame({"user_id": world.user_ids[np.concatenate(seen_users)],
+                              "row": np.concatenate(seen_rows)})
+        windows = unique.with_row_index("row").select(pl.col("row").cast(pl.Int64), "offer_id", "start_date",
+                                                      "end_date")
+        seens = seens.join(windows, on="row", how="left", maintain_order="left").drop("row")
+        activations = pl.DataFrame({
+            "user_id": world.user_ids[np.concatenate(act_users)], "row": np.concatenate(act_rows),
+            "activation_date": pl.Series((EPOCH + np.concatenate(act_days)).astype("datetime64[D]"), dtype=pl.Date),
+        }).join(windows.select("row", "offer_id"), on="row", how="left", maintain_order="left").select(
+            "user_id", "offer_id", "activation_date")
         return boosts, seens, activations
 
     # --- the oracle -----------------------------------------------------------------------------------------

@@ -54,8 +54,8 @@ SCALES = {
                  new_users=0.08, new_brands=0.1, prior_months=3.0, seen_share=0.12, oracle_top=None),
     "small": dict(users=5_000, brands=300, tx_per_month=8.0, adopt_per_month=2.0, offers_per_month=60,
                   new_users=0.05, new_brands=0.05, prior_months=5.0, seen_share=0.08, oracle_top=None),
-    "full": dict(users=50_000, brands=6_000, tx_per_month=15.0, adopt_per_month=5.0, offers_per_month=1_500,
-                 new_users=0.02, new_brands=0.02, prior_months=6.0, seen_share=0.025, oracle_top=5_000),
+    "full": dict(users=50_000, brands=6_000, tx_per_month=11.0, adopt_per_month=8.0, offers_per_month=1_500,
+                 new_users=0.02, new_brands=0.02, prior_months=5.0, seen_share=0.06, oracle_top=5_000),
 }
 
 

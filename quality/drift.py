@@ -5,7 +5,8 @@ entities (new offers, merchants, brands or clients alone are not drift):
   - transaction: per transaction amount bucket, online flag, weekday;
   - client:      per active client over a period, transactions per 30 days, online share, mean
                  amount-bucket rank (spend mix; bucket order learnt from the labels, e.g. "1k-5k");
-  - client_mix:  the active clients' segment code, age bucket, region size, vip status;
+  - client_mix:  who transacts: the segment code, age bucket, region size and vip status of the
+                 client of each transaction (so a mix weighted by activity, as the model sees it);
   - receipt:     per receipt category and cost bucket, and receipts per 30 days per client.
 
 Which rows: whether a version carries all data so far or only new rows, the current side is the
@@ -13,8 +14,8 @@ NEW period only: transactions (receipts) dated after the reference's last date. 
 is every window of the same length in the training data (up to `reference_windows`, ending at its
 last date): per-client aggregates over one month are noisier than over a year, so they are only
 ever compared window to window, pooled over the reference windows. The client mix is that of the
-clients active in the period, so new clients count as they arrive, and are only drift when the mix
-of who is active changes.
+transactions of the period, so new clients count as they start transacting, and are drift only when
+the mix of who transacts changes, never by merely being new.
 
 Tests: categorical features by PSI, numeric ones by normed Wasserstein distance: effect sizes that
 do not grow significant with sample size the way chi-square/KS p-values do; transaction and receipt
@@ -174,9 +175,8 @@ def evaluate_drift(reference: Path, current: Path, params: dict, out_dir: Path) 
         "transaction": [(tx_features(reference_rows), tx_features(new))],
         "client": [(_pooled(ref_tx, "event_date", windows, lambda f, d: _client_features(f, d, amount_rank)),
                     _client_features(new, span, amount_rank))],
-        "client_mix": [(_pooled(ref_tx, "event_date", windows,
-                                lambda f, d: _client_mix(f.select("user_id").unique(), clients)),
-                        _client_mix(new.select("user_id").unique(), clients))],
+        "client_mix": [(_client_mix(_sample(reference_rows, rows, seed).select("user_id"), clients),
+                        _client_mix(_sample(new, rows, seed).select("user_id"), clients))],
     }
     receipts = _receipt_groups(reference, current, rows, seed, count)
     if receipts is not None:

@@ -271,7 +271,7 @@ def _delivery(runner: _Runner, manifest: dict, frames: dict, refs: dict, first: 
                       gx.expectations.ExpectColumnValuesToBeBetween(column="rows", min_value=1),
                       critical,
                       lambda r, ok, t=table, n=rows: f"{t}: {n:,} rows" if ok else
-                      (f"table {t} is missing or empty ({why})" if critical else
+                      (f"table {t} is missing or empty: {n} rows ({why})" if critical else
                        f"table {t} is absent in this version (present in the catalog)"))
     for table, meta in (manifest.get("tables") or {}).items():
         expected_n = meta.get("batches_expected") or meta.get("total_batches")

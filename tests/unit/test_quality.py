@@ -37,17 +37,22 @@ def sealed_manifest(version: Path) -> dict:
     return manifest
 
 
+def pair(out: Path, scenario: str, mode: str = "increment", seed: int = 11) -> tuple[Path, Path]:
+    """v1 (base) merged into a catalog, and v2 of the given kind, from one generated series."""
+    base, version = datagen.generate_series(out / "gen", "tiny", seed, ["base", scenario], mode)
+    merge(None, base, out / "catalog")
+    return out / "catalog", version
+
+
 @pytest.fixture(scope="module")
 def series(tmp_path_factory):
-    """base, then one version of every kind, each generated after the same base (tiny scale)."""
     out = tmp_path_factory.mktemp("q")
     base, = datagen.generate_series(out / "gen", "tiny", 11, ["base"])
-    merge(None, base, out / "catalog")
-    return base, out / "catalog", out
+    return base, out
 
 
 def test_first_version_is_valid_with_twenty_checks(series, tmp_path):
-    base, _, _ = series
+    base, _ = series
     result = validate(base, sealed_manifest(base), None, PARAMS["validation"])
     assert result.valid, result.failed_checks
     assert result.checks_total >= 20 and result.checks_passed + result.checks_failed == result.checks_total
@@ -58,17 +63,15 @@ def test_first_version_is_valid_with_twenty_checks(series, tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["increment", "full"])
-def test_same_version_is_valid(series, mode):
-    _, catalog, out = series
-    _, version = datagen.generate_series(out / f"same_{mode}", "tiny", 11, ["base", "same"], mode)
+def test_same_version_is_valid(tmp_path, mode):
+    catalog, version = pair(tmp_path, "same", mode)
     result = validate(version, sealed_manifest(version), catalog, PARAMS["validation"])
     assert result.valid, result.failed_checks
 
 
 @pytest.mark.parametrize("scenario", sorted(CORRUPTIONS))
-def test_each_corruption_is_rejected_and_named(series, scenario):
-    _, catalog, out = series
-    _, version = datagen.generate_series(out / scenario, "tiny", 11, ["base", scenario])
+def test_each_corruption_is_rejected_and_named(tmp_path, scenario):
+    catalog, version = pair(tmp_path, scenario)
     result = validate(version, sealed_manifest(version), catalog, PARAMS["validation"])
     assert not result.valid
     names = [check["check"] for check in result.failed_checks if check["critical"]]
@@ -78,7 +81,7 @@ def test_each_corruption_is_rejected_and_named(series, scenario):
 
 
 def test_missing_batches_are_named_with_their_numbers(series):
-    base, catalog, _ = series
+    base, _ = series
     manifest = sealed_manifest(base)
     manifest["tables"]["receipts"].update(batches_expected=5, batches_received=[1, 2, 4], missing_batches=[])
     result = validate(base, manifest, None, PARAMS["validation"])
@@ -89,9 +92,8 @@ def test_missing_batches_are_named_with_their_numbers(series):
 @pytest.mark.parametrize("mode", ["increment", "full"])
 @pytest.mark.parametrize("scenario", ["same", "drift_clients", "drift_behaviour", "drift_receipts"])
 def test_drift_only_where_the_world_changed(tmp_path, scenario, mode):
-    base, version = datagen.generate_series(tmp_path / "gen", "tiny", 12, ["base", scenario], mode)
-    merge(None, base, tmp_path / "catalog")
-    result = evaluate_drift(tmp_path / "catalog", version, PARAMS["drift"], tmp_path / "report")
+    catalog, version = pair(tmp_path, scenario, mode, seed=12)
+    result = evaluate_drift(catalog, version, PARAMS["drift"], tmp_path / "report")
     assert result.drift_detected is (scenario != "same"), (result.drift_score, result.features)
     assert 0.0 <= result.drift_score <= 1.0
     assert not any("_id" in f["feature"] for f in result.features)
@@ -100,7 +102,6 @@ def test_drift_only_where_the_world_changed(tmp_path, scenario, mode):
 
 
 def test_drift_versions_pass_validation(tmp_path):
-    base, drifted = datagen.generate_series(tmp_path / "gen", "tiny", 12, ["base", "drift_behaviour"])
-    merge(None, base, tmp_path / "catalog")
-    result = validate(drifted, sealed_manifest(drifted), tmp_path / "catalog", PARAMS["validation"])
+    catalog, drifted = pair(tmp_path, "drift_behaviour")
+    result = validate(drifted, sealed_manifest(drifted), catalog, PARAMS["validation"])
     assert result.valid, result.failed_checks
