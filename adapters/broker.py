@@ -103,7 +103,10 @@ class Follower:
         self._task: asyncio.Task | None = None
         self._advanced = asyncio.Condition()
 
-    async def start(self) -> None:
+    async def start(self, from_offset: int | None = None) -> None:
+        """Begin applying records, at `from_offset` when given (e.g. a projection's stored offset)."""
+        if from_offset is not None:
+            self.position = from_offset
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.broker,
             enable_auto_commit=False,

@@ -26,12 +26,21 @@ class Tracker:
 
     def log_training(self, *, data_version: str, model_version: str, params: dict[str, str],
                      metrics: dict[str, float], tags: dict[str, str], artifacts: list[Path]) -> str:
-        """Record one training run and return its MLflow run id."""
-        with mlflow.start_run(experiment_id=self._experiment_id(),
-                              run_name=f"model-{model_version}-on-{data_version}") as run:
+        """Record one training run and return its MLflow run id. A run of the same data and model
+        version already recorded (by an attempt stopped before its outcome reached the log) is
+        returned as it is if complete, and replaced if it was cut short: one run per training."""
+        experiment_id = self._experiment_id()
+        client = MlflowClient()
+        for earlier in client.search_runs(
+                [experiment_id], f"tags.data_version = '{data_version}' and tags.model_version = '{model_version}'"):
+            if earlier.info.status == "FINISHED":
+                return earlier.info.run_id
+            client.delete_run(earlier.info.run_id)
+        # Tagged at creation, so even a run cut short is found (and replaced) by the next attempt.
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"model-{model_version}-on-{data_version}",
+                              tags={"data_version": data_version, "model_version": model_version, **tags}) as run:
             mlflow.log_params(params)
             mlflow.log_metrics(metrics)
-            mlflow.set_tags({"data_version": data_version, "model_version": model_version, **tags})
             for artifact in artifacts:
                 if artifact.is_dir():
                     mlflow.log_artifacts(str(artifact), artifact_path=artifact.name)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import sys
@@ -19,10 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import polars as pl
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ml import ALLOCATOR_ENV  # noqa: E402
+
+os.environ.update(ALLOCATOR_ENV)  # as in the pipeline's stage processes; before polars loads
+
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
 
 from domain.settings import load_params  # noqa: E402
 from ml.catalog import merge, read_table  # noqa: E402
@@ -65,7 +70,9 @@ def _train_in_child(work: Path, params: dict, seed: int):
 
     code = ("import pickle,sys,json; from pathlib import Path; from ml.train import train; "
             "p=json.loads(sys.argv[3]); r=train(Path(sys.argv[1]), Path(sys.argv[2]), p, int(sys.argv[4])); "
-            "import resource; r.metrics['peak_memory_mb']=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024; "
+            # VmHWM: this process's own peak (ru_maxrss would start from the parent's size at fork).
+            "import re; status=open('/proc/self/status').read(); "
+            "r.metrics['peak_memory_mb']=int(re.search(r'VmHWM:\\s+(\\d+)', status).group(1))/1024; "
             "Path(sys.argv[2],'result.pkl').write_bytes(pickle.dumps(r))")
     root = Path(__file__).resolve().parent.parent
     subprocess.run([sys.executable, "-c", code, str(work / "catalog"), str(work / "model"), json.dumps(params),
@@ -146,9 +153,13 @@ def main() -> None:
     parser.add_argument("--scale", choices=sorted(SCALES), default="small")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--keep", type=Path, default=None, help="work directory to keep (default: a temp dir)")
+    parser.add_argument("--losses", default=None,
+                        help="comma-separated CatBoost losses to compare on the time split (default: params.yaml)")
     args = parser.parse_args()
     params = load_params()
     model_params, seed = params["model"], int(params["seed"])
+    if args.losses:
+        model_params = {**model_params, "loss_candidates": args.losses.split(",")}
     k = int(model_params.get("eval_top_k", 100))
     work = args.keep or Path(tempfile.mkdtemp(prefix="ml_quality_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -188,6 +199,11 @@ def main() -> None:
     m = result.metrics
     print(f"\nml_quality --scale {args.scale}: {int(figures['transactions'])} transactions, loss "
           f"{result.params['loss_function']}, {result.features_count} features\n")
+    compared = {name[len("validation_map_at_100_"):]: value for name, value in m.items()
+                if name.startswith("validation_map_at_100_")}
+    if len(compared) > 1:
+        print("losses compared on the latest training cut (sampled candidates): "
+              + ", ".join(f"{loss} MAP@100 {value:.4f}" for loss, value in compared.items()) + "\n")
     print(f"time-split hold-out of ml.train ({int(m['holdout_offers'])} offers, {int(m['holdout_real_offers'])} real)")
     print(f"{'ranking':<28}{'MAP@100':>10}{'P@100':>10}")
     for name, suffix in (("model", ""), ("random", "_random"), ("popularity (non-customers)", "_popularity"),

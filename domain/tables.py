@@ -98,26 +98,33 @@ class ParseReport:
     missing_columns: list[str]
 
 
-def _as_text(values: list) -> pl.Series:
-    """Any JSON scalar as text; numbers that are whole ('428916.0') lose the '.0' so ids compare equal."""
-    series = pl.Series(values=[None if v is None or isinstance(v, (dict, list)) else str(v) for v in values],
-                       dtype=pl.Utf8)
-    series = series.str.strip_chars()
-    series = pl.when(series.is_in(MISSING_TOKENS)).then(None).otherwise(series)
-    return pl.select(series).to_series()
+def _raw_text(records: list[dict], columns: list[str]) -> pl.DataFrame:
+    """Every column of the schema as text, whatever JSON scalar the sender used. Polars builds the
+    frame natively; a record with a nested value (object or list) where a scalar belongs cannot be
+    read that way, so that batch is converted value by value: a nested value becomes its text, which
+    no typed column parses, so it is counted as unparseable like any other bad value."""
+    try:
+        raw = pl.from_dicts(records, schema={name: pl.Utf8 for name in columns}, strict=False)
+    except (pl.exceptions.ComputeError, TypeError, ValueError):
+        raw = pl.DataFrame({name: pl.Series(name, [None if (value := record.get(name)) is None else str(value)
+                                                   for record in records], dtype=pl.Utf8) for name in columns})
+    # Missing however spelled is null.
+    return raw.select(pl.when(pl.col(name).str.strip_chars().is_in(MISSING_TOKENS)).then(None)
+                      .otherwise(pl.col(name).str.strip_chars()).alias(name) for name in columns)
 
 
 def _typed(name: str, raw: pl.Series, dtype: pl.DataType) -> pl.Series:
-    text = raw.str.replace(r"^(-?\d+)\.0+$", "${1}")
     if dtype == TEXT:
-        return text.alias(name)
+        # Whole numbers sent as floats ('428916.0') lose the '.0', so codes compare equal however sent.
+        return raw.str.replace(r"^(-?\d+)\.0+$", "${1}").alias(name)
     if dtype == ID:
-        return text.cast(pl.Float64, strict=False).cast(pl.Int64, strict=False).alias(name)
+        # Through Float64, so '428916.0' is the id 428916.
+        return raw.cast(pl.Float64, strict=False).cast(pl.Int64, strict=False).alias(name)
     if dtype == NUM:
-        return text.cast(pl.Float64, strict=False).alias(name)
+        return raw.cast(pl.Float64, strict=False).alias(name)
     if dtype == DATE:
         # ISO dates, optionally with a time part; anything else is unparseable.
-        return text.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False).alias(name)
+        return raw.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False).alias(name)
     raise TypeError(f"no parser for {dtype}")
 
 
@@ -125,12 +132,11 @@ def parse_records(table: str, records: list[dict]) -> tuple[pl.DataFrame, ParseR
     """Type raw JSON records by the table's schema. Never raises on values: unparseable ones become
     null and are counted, so validation can judge the version instead of the request crashing."""
     schema = TABLES[table]
-    seen: set[str] = set()
-    for record in records:
-        seen.update(record)
+    seen: set[str] = set().union(*records)
+    raw_frame = _raw_text(records, list(schema.columns))
     columns, unparseable, examples = [], {}, {}
     for name, dtype in schema.columns.items():
-        raw = _as_text([record.get(name) for record in records])
+        raw = raw_frame[name]
         typed = _typed(name, raw, dtype)
         bad = raw.is_not_null() & typed.is_null()
         count = int(bad.sum())

@@ -42,7 +42,8 @@ class Plan:
 
 def _brand_texts(history: History) -> dict[int, str]:
     """A brand's first offer text (by offer_id): what a pseudo-offer of the brand says."""
-    rows = history.offers.filter(pl.col("b") >= 0).sort("offer_id").unique("b", keep="first")
+    # history.offers is sorted by (offer_id, merchant, dates, text): a repeated offer_id keeps one text.
+    rows = history.offers.filter(pl.col("b") >= 0).unique("b", keep="first", maintain_order=True)
     return dict(zip(rows["b"].to_list(), rows["offer_text"].to_list()))
 
 
@@ -60,7 +61,7 @@ def _ground_truth(history: History, queries: list[tuple[OfferSpec, int, bool]]) 
     truth = offers_ground_truth(history.transactions, offers, merchants)
     users = pl.DataFrame({"user_id": history.user_ids}).with_row_index("u")
     truth = truth.join(users, on="user_id", how="inner")
-    grouped = {int(k): g["u"].to_numpy().astype(np.int32)
+    grouped = {int(k): np.sort(g["u"].to_numpy().astype(np.int32))
                for (k,), g in truth.group_by(["offer_id"], maintain_order=True)}
     empty = np.zeros(0, dtype=np.int32)
     return [Query(key=int(k), spec=spec, cut=cut, real=real, positives=grouped.get(int(k), empty))

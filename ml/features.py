@@ -243,17 +243,20 @@ def load_history(catalog: Path) -> History:
     )
     offer_brand = offers_idx.unique("offer_id", keep="first").select("offer_id", "b")
 
+    # Only the columns used; the catalog's rows are already distinct, and repeats count once where
+    # it matters (OfferUsers), so no sort or unique over these ~10M rows (each costs GBs).
     parts = []
     for kind, table, date_col in ((0, "offer_seens", "start_date"), (1, "offer_activation", "activation_date"),
                                   (2, "offer_reward", "event_date")):
-        frame = read_table(catalog, table).drop_nulls(["user_id", "offer_id"]).unique()
+        frame = read_table(catalog, table, ["user_id", "offer_id", date_col]).drop_nulls(["user_id", "offer_id"])
         parts.append(frame.select("user_id", "offer_id", pl.lit(kind, dtype=pl.Int8).alias("kind"),
                                   pl.col(date_col).cast(pl.Int32).alias("day")))
+        del frame
     interactions = (
         pl.concat(parts).join(users, on="user_id", how="inner").join(offer_brand, on="offer_id", how="left")
         .select("u", "offer_id", pl.col("b").fill_null(-1), "kind", "day")
-        .unique().sort("offer_id", "kind", "u", "day", nulls_last=True)
     )
+    del parts
 
     days = tx_idx["day"]
     return History(
@@ -280,7 +283,7 @@ class State:
     category_share: np.ndarray      # n_users x n_categories (receipts)
     brand_seen: sparse.csr_matrix   # user x brand: offers of the brand seen before the cut
     brand_activated: sparse.csr_matrix
-    offer_users: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]  # offer_id -> seen/activated/rewarded
+    offer_users: OfferUsers         # per offer: who saw / activated / was rewarded
     offers: pl.DataFrame
     merchants: pl.DataFrame
     lift_codes: dict[str, np.ndarray] = field(default_factory=dict)
@@ -330,15 +333,8 @@ class State:
                  **{f"{k}_{p}": getattr(getattr(self, k), p) for k in ("brand_seen", "brand_activated")
                     for p in ("indptr", "indices", "data")},
                  **{f"lift_{k}": v for k, v in self.lift_codes.items()})
-        parts = []
-        for offer_id, arrays in sorted(self.offer_users.items()):
-            for kind, users in enumerate(arrays):
-                if len(users):
-                    parts.append(pl.DataFrame({"offer_id": np.full(len(users), offer_id, dtype=np.int64),
-                                               "kind": np.full(len(users), kind, dtype=np.int8),
-                                               "u": users.astype(np.int32)}))
-        (pl.concat(parts) if parts else pl.DataFrame(schema={"offer_id": pl.Int64, "kind": pl.Int8, "u": pl.Int32})
-         ).write_parquet(out / "offer_users.parquet")
+        np.savez(out / "offer_users.npz", offer_ids=self.offer_users.offer_ids,
+                 indptr=self.offer_users.matrix.indptr, indices=self.offer_users.matrix.indices)
         self.offers.write_parquet(out / "offers.parquet")
         self.merchants.write_parquet(out / "merchants.parquet")
         (out / "state.json").write_text(json.dumps({
@@ -361,7 +357,10 @@ class State:
             return sparse.csr_matrix((arrays[f"{name}_data"], arrays[f"{name}_indices"], arrays[f"{name}_indptr"]),
                                      shape=shape)
 
-        offer_users = _group_offer_users(pl.read_parquet(directory / "offer_users.parquet"))
+        saved = np.load(directory / "offer_users.npz")
+        offer_users = OfferUsers(saved["offer_ids"], sparse.csr_matrix(
+            (np.ones(len(saved["indices"]), np.float32), saved["indices"], saved["indptr"]),
+            shape=(len(saved["offer_ids"]) * 3, users.height)))
         return cls(
             cut=int(meta["cut"]), user_ids=users["user_id"].to_numpy(), brand_ids=brands["brand_dk"].to_numpy(),
             user_raw=users.select(CATEGORICAL),
@@ -377,16 +376,30 @@ class State:
         )
 
 
-def _group_offer_users(frame: pl.DataFrame) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    result: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    if frame.height == 0:
-        return result
-    empty = np.zeros(0, dtype=np.int32)
-    for (offer_id,), group in frame.sort("offer_id", "kind", "u").group_by(["offer_id"], maintain_order=True):
-        kinds = group["kind"].to_numpy()
-        users = group["u"].to_numpy().astype(np.int32)
-        result[int(offer_id)] = tuple(users[kinds == k] if (kinds == k).any() else empty for k in range(3))
-    return result
+@dataclass
+class OfferUsers:
+    """Who saw (kind 0), activated (1) or was rewarded for (2) each offer: a deduplicated sparse
+    matrix with one row per (offer, kind), row = offer's position in `offer_ids` * 3 + kind."""
+
+    offer_ids: np.ndarray           # sorted distinct offer ids
+    matrix: sparse.csr_matrix       # (len(offer_ids) * 3) x n_users
+
+    @classmethod
+    def build(cls, frame: pl.DataFrame, n_users: int) -> OfferUsers:
+        """From rows (offer_id, kind, u); repeated rows count once."""
+        offers = frame["offer_id"].to_numpy()
+        offer_ids = np.unique(offers)
+        rows = np.searchsorted(offer_ids, offers) * 3 + frame["kind"].to_numpy()
+        matrix = _csr(len(offer_ids) * 3, n_users, rows, frame["u"].to_numpy(), np.ones(frame.height, np.float32))
+        return cls(offer_ids, matrix)
+
+    def users(self, offer_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """User indices (seen, activated, rewarded) of one offer; None for an offer nobody interacted with."""
+        position = int(np.searchsorted(self.offer_ids, offer_id))
+        if position == len(self.offer_ids) or self.offer_ids[position] != offer_id:
+            return None
+        indptr, indices = self.matrix.indptr, self.matrix.indices
+        return tuple(indices[indptr[position * 3 + kind]:indptr[position * 3 + kind + 1]] for kind in range(3))
 
 
 def _scatter(n: int, frame: pl.DataFrame, column: str, fill: float = 0.0) -> np.ndarray:
@@ -508,8 +521,7 @@ def state_at(history: History, cut: int, offer_interactions_until: int | None = 
     offer_frame = history.interactions
     if offer_interactions_until is not None:
         offer_frame = offer_frame.filter(pl.col("day").is_null() | (pl.col("day") < offer_interactions_until))
-    offer_frame = offer_frame.select("offer_id", "kind", "u").unique()
-    offer_users = _group_offer_users(offer_frame)
+    offer_users = OfferUsers.build(offer_frame, n)
 
     user_raw = profile.select(CATEGORICAL)
     lift_codes = {}
@@ -653,7 +665,7 @@ def offer_features(state: State, offer: OfferSpec, rows: np.ndarray | None = Non
     offer_values = np.array([offer.duration, start.month, start.weekday(), words, missing, online_text],
                             dtype=np.float32)
 
-    exact = state.offer_users.get(offer.offer_id) if offer.offer_id is not None else None
+    exact = state.offer_users.users(offer.offer_id) if offer.offer_id is not None else None
     flags = []
     for kind in range(3):
         flag = np.zeros(n, dtype=np.float32)
@@ -675,4 +687,4 @@ def offer_features(state: State, offer: OfferSpec, rows: np.ndarray | None = Non
         np.broadcast_to(offer_values, (m, len(OFFER_FEATURES))),
         np.column_stack([*flags, brand_seen, brand_activated]),
     ]
-    return np.hstack(blocks).astype(np.float32)
+    return np.hstack(blocks, dtype=np.float32)

@@ -43,7 +43,8 @@ def offers_ground_truth(transactions: pl.DataFrame, offers: pl.DataFrame, mercha
     Offers are (offer_id, merchant_id_offer, start_date, end_date) rows; a merchant without a brand
     has no ground truth.
     """
-    brands = merchants.select("merchant_id_offer", "brand_dk").drop_nulls().unique("merchant_id_offer")
+    brands = merchants.select("merchant_id_offer", "brand_dk").drop_nulls().unique(
+        "merchant_id_offer", keep="last", maintain_order=True)  # the latest row of a merchant, as in the catalog
     offer_brands = (
         offers.select("offer_id", "merchant_id_offer", "start_date", "end_date")
         .join(brands, on="merchant_id_offer", how="inner")

@@ -26,8 +26,9 @@ from ml.ground_truth import OPEN_END
 from ml.model import LookalikeModel
 
 REASONS = 5
-SHAP_ROWS = 100
-CACHE_SIZE = 512
+SHAP_ROWS = 100        # reasons describe the head of the ranking: its first SHAP_ROWS users
+MAX_TOP_N = 1000       # the contract's largest top_n: a cached ranking keeps this many users
+CACHE_SIZE = 4096      # offers whose ranking is kept (about 12 KB each)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class Scorer:
         merchants = self.state.merchants
         self._merchant_brand = dict(zip(merchants["merchant_id_offer"].to_list(), merchants["b"].to_list()))
         self._merchant_brand_dk = dict(zip(merchants["merchant_id_offer"].to_list(), merchants["brand_dk"].to_list()))
-        self._cache: OrderedDict[tuple[int, int, int], Audience] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, int], Audience] = OrderedDict()  # (offer, merchant) -> ranking
         self._lock = threading.Lock()
         self._feature_names = self.model.feature_names
         self._categorical = {name: i for i, name in enumerate(self._feature_names) if name in CATEGORICAL}
@@ -102,23 +103,28 @@ class Scorer:
     # --- the audience ----------------------------------------------------------------------------------
 
     def audience(self, offer_id: int, merchant_id: int, top_n: int) -> Audience:
-        key = (int(offer_id), int(merchant_id), int(top_n))
+        """The offer's best top_n candidates. One ranking per offer is computed and kept (LRU), so
+        any top_n of an offer already asked for is a slice of it."""
+        key = (int(offer_id), int(merchant_id))
         with self._lock:
-            if key in self._cache:
+            ranking = self._cache.get(key)
+            if ranking is not None:
                 self._cache.move_to_end(key)
-                return self._cache[key]
-        result = self._score(*key)
-        with self._lock:
-            self._cache[key] = result
-            while len(self._cache) > CACHE_SIZE:
-                self._cache.popitem(last=False)
-        return result
+        if ranking is None:
+            ranking = self._score(*key)
+            with self._lock:
+                self._cache[key] = ranking
+                while len(self._cache) > CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        return Audience(users=ranking.users[: max(int(top_n), 0)], reasons=ranking.reasons,
+                        candidates=ranking.candidates)
 
-    def _score(self, offer_id: int, merchant_id: int, top_n: int) -> Audience:
+    def _score(self, offer_id: int, merchant_id: int) -> Audience:
         row = self._offers.get((offer_id, merchant_id))
         if row is None:
             raise LookupError(f"offer {offer_id} of merchant {merchant_id} is unknown")
-        return self.score_offer(offer_id, merchant_id, row["start_date"], row["end_date"], row["offer_text"], top_n)
+        return self.score_offer(offer_id, merchant_id, row["start_date"], row["end_date"], row["offer_text"],
+                                MAX_TOP_N)
 
     def score_offer(self, offer_id: int, merchant_id: int, start_date: dt.date, end_date: dt.date | None,
                     offer_text: str | None, top_n: int) -> Audience:
@@ -143,8 +149,8 @@ class Scorer:
         # Already seen buying inside the window with no purchase before: certain new customers.
         scores = np.where(converted[pool], 1.0, np.minimum(scores, np.nextafter(1.0, 0.0)))
         user_ids = state.user_ids[pool]
-        order = np.lexsort((user_ids, -scores))[: max(int(top_n), 0)]
-        audience = [(int(user_ids[i]), float(round(scores[i], 6))) for i in order]
+        order = np.lexsort((user_ids, -scores))
+        audience = [(int(user_ids[i]), float(round(scores[i], 6))) for i in order[: max(int(top_n), 0)]]
         reasons = self._reasons(features[order[:SHAP_ROWS]], pool[order[:SHAP_ROWS]])
         return Audience(users=audience, reasons=reasons, candidates=int(len(pool)))
 

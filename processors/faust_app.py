@@ -32,6 +32,9 @@ app = faust.App(
     consumer_auto_offset_reset="earliest",
     broker_max_poll_records=100,
     stream_wait_empty=False,
+    # Static group membership: a worker restarted after kill -9 takes its partitions back at once,
+    # instead of waiting for the broker to expire the dead member (noida-db never does).
+    consumer_group_instance_id=f"{config.deployment}-{topology.FAUST_APP}-0",
 )
 
 control_topic = app.topic(config.topic(topology.INGEST_CONTROL.name), key_type=bytes, value_type=bytes,

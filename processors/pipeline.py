@@ -20,9 +20,13 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import multiprocessing
+import multiprocessing.forkserver
+import os
 import shutil
 import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from adapters.broker import EventLog, Follower, create_topics
@@ -31,6 +35,7 @@ from adapters.storage import ObjectStore
 from adapters.tracking import Tracker
 from domain import events, topology
 from domain.settings import Settings, settings
+from ml import ALLOCATOR_ENV
 from projections.views import PipelineViews
 
 log = logging.getLogger(__name__)
@@ -38,6 +43,31 @@ log = logging.getLogger(__name__)
 
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+# Heavy stages run in child processes forked from a server that has imported these once (this module
+# too: a child re-runs the consumer's main module, which is then cheap).
+STAGE_MODULES = ["processors.pipeline", "ml.catalog", "ml.serving", "ml.train", "ml.evaluate",
+                 "quality.validation", "quality.drift"]
+_children = multiprocessing.get_context("forkserver")
+_children.set_forkserver_preload(STAGE_MODULES)
+# The stages' allocator setting (see ml.ALLOCATOR_ENV), inherited by the fork server when it starts.
+for _name, _value in ALLOCATOR_ENV.items():
+    os.environ.setdefault(_name, _value)
+
+
+def start_stage_server() -> None:
+    """Start the fork server (it imports STAGE_MODULES, ~10 s) before the first version arrives."""
+    multiprocessing.forkserver.ensure_running()
+
+
+async def in_child(fn, *args):
+    """Run a heavy stage function in a fresh process. Its memory goes back to the OS when it ends,
+    and if the kernel kills it (out of memory), only this stage fails: the consumer and the served
+    model stay. Children fork from the fork server, a clean process that never ran the consumer's
+    threads or sockets, and that has the stage libraries imported already."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=_children) as pool:
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
 
 class StageFailed(Exception):
@@ -116,7 +146,7 @@ class Pipeline:
         reference = self.fetch_dir(previous.catalog_prefix, "catalog", previous.version) if previous else None
 
         async with self.stage(version, "validate") as summary:
-            result = await asyncio.to_thread(
+            result = await in_child(
                 validation.validate, snapshot, sealed.manifest, reference, self.params["validation"])
             report_dir = self.local_dir("reports", version)
             report = validation.write_report(result, report_dir)
@@ -138,9 +168,8 @@ class Pipeline:
         async with self.stage(version, "catalog") as summary:
             catalog_dir = self.local_dir("catalog", version)
             shutil.rmtree(catalog_dir, ignore_errors=True)
-            stats = await asyncio.to_thread(ml_catalog.merge, reference, snapshot, catalog_dir)
-            bundle_dir = catalog_dir / "bundle"
-            await asyncio.to_thread(ml_serving.build_bundle, catalog_dir, bundle_dir)
+            stats = await in_child(ml_catalog.merge, reference, snapshot, catalog_dir)
+            await in_child(ml_serving.build_bundle, catalog_dir, catalog_dir / "bundle")
             catalog_prefix = self.store.key("catalog", version)
             self.store.put_dir(catalog_prefix, catalog_dir)
             (catalog_dir / ".complete").touch()
@@ -157,7 +186,7 @@ class Pipeline:
         if deployed is not None:
             async with self.stage(version, "drift") as summary:
                 trained_on = self.fetch_dir(deployed.catalog_prefix, "catalog", deployed.trained_on)
-                drift = await asyncio.to_thread(
+                drift = await in_child(
                     quality_drift.evaluate_drift, trained_on, snapshot, self.params["drift"],
                     self.local_dir("reports", version))
                 report_key = ""
@@ -175,8 +204,27 @@ class Pipeline:
                 return
             action = "retrained"
 
-        await self.train_and_deploy(version, catalog_dir, catalog_prefix)
+        earlier = next((run for run in self.views.experiments.runs if run.version == version), None)
+        if earlier is None:
+            await self.train_and_deploy(version, catalog_dir, catalog_prefix)
+        else:
+            # A previous attempt was stopped after training (kill, restart): the run is on the log.
+            await self.resume_deploy(earlier, catalog_prefix)
         await self.finish(version, valid=True, action=action)
+
+    async def resume_deploy(self, trained: events.ModelTrained, catalog_prefix: str) -> None:
+        """Finish a version whose model was trained and recorded before a restart: deploy it if the
+        recorded decision was to deploy and that never reached the log. Nothing is trained twice."""
+        async with self.stage(trained.version, "deploy") as summary:
+            deployed = self.views.registry.deployed
+            if trained.deployed and (deployed is None or deployed.model_version != trained.model_version):
+                await self.publish(events.ModelDeployed(
+                    version=trained.version, model_version=trained.model_version, run_id=trained.run_id,
+                    trained_on=trained.version, metrics=trained.metrics, model_key=trained.model_key,
+                    features_count=trained.features_count, data_hash=trained.data_hash,
+                    catalog_prefix=catalog_prefix))
+            summary["text"] = (f"resumed after a restart: model {trained.model_version} already trained "
+                               f"({trained.reason})")
 
     async def train_and_deploy(self, version: str, catalog_dir: Path, catalog_prefix: str) -> None:
         from ml import evaluate as ml_evaluate
@@ -189,7 +237,7 @@ class Pipeline:
         async with self.stage(version, "train") as summary:
             model_dir = self.local_dir("models", model_version)
             shutil.rmtree(model_dir, ignore_errors=True)
-            trained = await asyncio.to_thread(ml_train.train, catalog_dir, model_dir, model_params, seed)
+            trained = await in_child(ml_train.train, catalog_dir, model_dir, model_params, seed)
             summary["text"] = f"map@100={trained.metrics.get('map_at_100', float('nan')):.4f}"
 
         async with self.stage(version, "deploy") as summary:
@@ -198,7 +246,7 @@ class Pipeline:
             if deployed is not None:
                 # Same hold-out for both: the previous model scored on the new catalog.
                 old_dir = self.fetch_dir(deployed.model_key, "models", deployed.model_version)
-                old_metrics = await asyncio.to_thread(
+                old_metrics = await in_child(
                     ml_evaluate.evaluate, _model_file(old_dir), catalog_dir, model_params, seed)
                 new_map, old_map = trained.metrics["map_at_100"], old_metrics["map_at_100"]
                 deploy = new_map >= old_map
@@ -240,6 +288,7 @@ def _model_file(model_dir: Path) -> Path:
 
 async def run(config: Settings) -> None:
     await create_topics(config)
+    await asyncio.to_thread(start_stage_server)
     store = ObjectStore(config)
     store.ensure_bucket()
     event_log = EventLog(config)

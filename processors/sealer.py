@@ -26,7 +26,8 @@ def snapshot_prefix(store: ObjectStore, version: str) -> str:
     return store.key("snapshots", version)
 
 
-async def seal(settings: Settings, store: ObjectStore, version_ledger: ledger_fold.VersionLedger) -> events.VersionSealed:
+async def seal(settings: Settings, store: ObjectStore,
+               version_ledger: ledger_fold.VersionLedger) -> events.VersionSealed:
     manifest = ledger_fold.manifest(version_ledger, TABLE_NAMES)
     prefix = snapshot_prefix(store, version_ledger.version)
     workdir = Path(tempfile.mkdtemp(prefix=f"seal-{version_ledger.version}-", dir=_tmp_root(settings)))

@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
 from domain import events
 from processors import ledger
 
 
 class LedgerView:
-    """Versions and their batches as the log says; remembers recent outcomes for read-your-writes."""
+    """Versions and their batches as the log says; remembers recent outcomes for read-your-writes.
+
+    Its checkpointed state is the ledgers only: an outcome is read once, by the request that has just
+    produced that record, which a restarted process never has in flight.
+    """
 
     OUTCOMES_KEPT = 10_000
 
@@ -25,6 +30,15 @@ class LedgerView:
         if len(self._outcomes) > self.OUTCOMES_KEPT:
             self._outcomes.popitem(last=False)
         self.position = offset + 1
+
+    def state(self) -> dict[str, Any]:
+        return {"versions": {version: entry.to_dict() for version, entry in self.versions.items()}}
+
+    def restore(self, position: int, state: dict[str, Any]) -> None:
+        """Take a checkpointed state back: the next record to apply is the one at `position`."""
+        self.versions = {version: ledger.VersionLedger.from_dict(entry)
+                         for version, entry in state["versions"].items()}
+        self.position = position
 
     def outcome(self, offset: int) -> ledger.Outcome | None:
         return self._outcomes.get(offset)

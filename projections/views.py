@@ -2,13 +2,26 @@
 
 The API serves its reads from these; the pipeline consumer folds the same views on start to know
 what it has already done (which versions, which model is deployed, which catalog is current).
+Each view also turns its state into plain JSON-able data and back (state/restore), so it can be
+checkpointed with the offset it has applied (projections/checkpoint.py); events are stored in
+their own wire format (Event.to_bytes / events.from_bytes).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import orjson
+
 from domain import events
+
+
+def _dump(event: events.Event | None) -> dict[str, Any] | None:
+    return orjson.loads(event.to_bytes()) if event is not None else None
+
+
+def _load(message: dict[str, Any] | None) -> Any:
+    return events.from_bytes(orjson.dumps(message)) if message is not None else None
 
 
 class View:
@@ -22,6 +35,12 @@ class View:
         if handler is not None:
             handler(event)
         self.position = offset + 1
+
+    def state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def restore(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
 
 
 class RegistryView(View):
@@ -42,6 +61,13 @@ class RegistryView(View):
         """"1.0" for the first model, "2.0" after the first retrain, and so on."""
         return f"{self.trained_runs + 1}.0"
 
+    def state(self) -> dict[str, Any]:
+        return {"deployed": _dump(self.deployed), "trained_runs": self.trained_runs}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.deployed = _load(state["deployed"])
+        self.trained_runs = state["trained_runs"]
+
 
 class CatalogView(View):
     """The current data catalog: the merge of every valid version so far."""
@@ -52,6 +78,12 @@ class CatalogView(View):
 
     def on_CatalogPublished(self, event: events.CatalogPublished) -> None:
         self.current = event
+
+    def state(self) -> dict[str, Any]:
+        return {"current": _dump(self.current)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.current = _load(state["current"])
 
 
 class MonitoringView(View):
@@ -79,6 +111,17 @@ class MonitoringView(View):
         self.actions[event.version] = "failed"
         self.last_action = "failed"
 
+    def state(self) -> dict[str, Any]:
+        return {"validation": _dump(self.validation), "drift": _dump(self.drift), "actions": self.actions,
+                "last_action": self.last_action, "last_drift_action": self.last_drift_action}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.validation = _load(state["validation"])
+        self.drift = _load(state["drift"])
+        self.actions = dict(state["actions"])
+        self.last_action = state["last_action"]
+        self.last_drift_action = state["last_drift_action"]
+
 
 class ExperimentsView(View):
     """Every training run of this deployment, in log (= time) order."""
@@ -89,6 +132,12 @@ class ExperimentsView(View):
 
     def on_ModelTrained(self, event: events.ModelTrained) -> None:
         self.runs.append(event)
+
+    def state(self) -> dict[str, Any]:
+        return {"runs": [_dump(run) for run in self.runs]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.runs = [_load(run) for run in state["runs"]]
 
 
 @dataclass
@@ -135,6 +184,16 @@ class ProgressView(View):
     def progress(self) -> dict[str, Any] | None:
         return asdict(self.current) if self.current else None
 
+    def state(self) -> dict[str, Any]:
+        return {"finished": self.finished, "last_finished": self.last_finished,
+                "last_valid_version": self.last_valid_version, "current": self.progress()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.finished = dict(state["finished"])
+        self.last_finished = state["last_finished"]
+        self.last_valid_version = state["last_valid_version"]
+        self.current = StageProgress(**state["current"]) if state["current"] else None
+
 
 class PipelineViews:
     """All views of the pipeline topic, applied together."""
@@ -147,9 +206,23 @@ class PipelineViews:
         self.progress = ProgressView()
         self.position = 0
 
+    def views(self) -> dict[str, View]:
+        return {"registry": self.registry, "catalog": self.catalog, "monitoring": self.monitoring,
+                "experiments": self.experiments, "progress": self.progress}
+
     def apply(self, offset: int, payload: bytes, key: bytes | None = None) -> events.Event:
         event = events.from_bytes(payload)
-        for view in (self.registry, self.catalog, self.monitoring, self.experiments, self.progress):
+        for view in self.views().values():
             view.apply(offset, event)
         self.position = offset + 1
         return event
+
+    def state(self) -> dict[str, Any]:
+        return {name: view.state() for name, view in self.views().items()}
+
+    def restore(self, position: int, state: dict[str, Any]) -> None:
+        """Take a checkpointed state back: the next record to apply is the one at `position`."""
+        for name, view in self.views().items():
+            view.restore(state[name])
+            view.position = position
+        self.position = position

@@ -7,6 +7,9 @@
 #   scripts/stack.sh status              what runs, and whether the API answers
 #   scripts/stack.sh env                 the export lines clients need (var/stack/env)
 #   scripts/stack.sh smoke               checks broker, Faust, S3 and MLflow of the running stack
+#   scripts/stack.sh restart worker|pipeline|api
+#                                        stops one service process (if it still runs) and starts it
+#                                        again exactly as `up` does, with the same env and work dir
 #
 # Python comes from ${VENV:-.venv}. Addresses (all configurable):
 #   LAL_STACK_HOST (127.0.0.1)  LAL_BROKER_PORT (9092)  LAL_S3_PORT (9000)  LAL_MLFLOW_PORT (5000)
@@ -91,7 +94,7 @@ EOF
 start() {
     local name="$1"; shift
     log "starting $name: $*"
-    PATH="$BIN:$PATH" setsid "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
+    PATH="$BIN:$PATH" setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
     echo $! >"$PIDS/$name.pid"
 }
 
@@ -186,6 +189,17 @@ except Exception:
 # An app process starts only if its module exists, so the infrastructure part works on its own.
 has_module() { [[ -f "$ROOT/${1//.//}.py" || -f "$ROOT/${1//.//}/__main__.py" ]]; }
 
+# start_app NAME: one of the service's own processes, each with its own work dir (used by up and restart).
+start_app() {
+    mkdir -p "$DATA/work/$1"
+    case "$1" in
+        worker) LAL_WORK_DIR="$DATA/work/worker" start worker "$PY" -m processors.faust_app worker -l info --web-port "$FAUST_WEB_PORT" ;;
+        pipeline) LAL_WORK_DIR="$DATA/work/pipeline" start pipeline "$PY" -m processors.pipeline ;;
+        api) LAL_WORK_DIR="$DATA/work/api" start api "$PY" -m serving ;;
+        *) die "restart: choose worker, pipeline or api, not '$1'" ;;
+    esac
+}
+
 cmd_up() {
     local infra_only=0
     for arg in "$@"; do
@@ -244,21 +258,14 @@ cmd_up() {
     fi
 
     local started=()
-    mkdir -p "$DATA/work/worker" "$DATA/work/pipeline" "$DATA/work/api"
-    if has_module processors.faust_app; then
-        LAL_WORK_DIR="$DATA/work/worker" start worker "$PY" -m processors.faust_app worker -l info --web-port "$FAUST_WEB_PORT"
-        started+=(worker)
-    fi
-    if has_module processors.pipeline; then
-        LAL_WORK_DIR="$DATA/work/pipeline" start pipeline "$PY" -m processors.pipeline
-        started+=(pipeline)
-    fi
+    if has_module processors.faust_app; then start_app worker; started+=(worker); fi
+    if has_module processors.pipeline; then start_app pipeline; started+=(pipeline); fi
     if ! has_module serving; then
         trap - EXIT
         log "no serving module yet: infrastructure and ${started[*]:-no app process} are up"
         return 0
     fi
-    LAL_WORK_DIR="$DATA/work/api" start api "$PY" -m serving
+    start_app api
     started+=(api)
 
     log "waiting for $LAL_API_URL/ready (up to ${READY_TIMEOUT}s)"
@@ -297,6 +304,23 @@ cmd_status() {
     return $rc
 }
 
+cmd_restart() {
+    local name="${1:-}"
+    [[ "$name" =~ ^(worker|pipeline|api)$ ]] || die "restart: choose worker, pipeline or api, not '$name'"
+    [[ -f "$ENV_FILE" ]] || die "no $ENV_FILE: the stack is not up"
+    set -a; . "$ENV_FILE"; set +a
+    FAUST_WEB_PORT="${LAL_FAUST_WEB_PORT:-$((PORT + 1))}"
+    stop_one "$name"
+    start_app "$name"
+    if [[ "$name" == api ]]; then
+        wait_for api "$READY_TIMEOUT" http_ok "$LAL_API_URL/ready"
+    else
+        sleep 2
+        alive "$name" || fail_with_log "$name"
+    fi
+    log "$name restarted (pid $(pid_of "$name"))"
+}
+
 cmd_env() {
     [[ -f "$ENV_FILE" ]] || write_env
     cat "$ENV_FILE"
@@ -318,5 +342,6 @@ case "${1:-}" in
     status) cmd_status ;;
     env) cmd_env ;;
     smoke) cmd_smoke ;;
-    *) echo "usage: $0 up [--infra-only] | down | status | env | smoke" >&2; exit 2 ;;
+    restart) shift; cmd_restart "$@" ;;
+    *) echo "usage: $0 up [--infra-only] | down | status | env | smoke | restart worker|pipeline|api" >&2; exit 2 ;;
 esac

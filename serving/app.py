@@ -11,7 +11,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, ORJSONResponse, StreamingResponse

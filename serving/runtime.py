@@ -1,19 +1,70 @@
-"""Wiring of the API process (the one bootstrap place): adapters, followers and projections."""
+"""Wiring of the API process (the one bootstrap place): adapters, followers and projections.
+
+Each followed topic has one projection and one checkpoint (projections/checkpoint.py) under
+work_dir/projections/<deployment>/. On start a projection takes its checkpoint back and its follower
+resumes at the stored offset; a checkpoint ahead of the topic's end belongs to an earlier log (a fresh
+broker) and is discarded, so the projection replays from offset 0. While running, a projection that
+has moved is saved every CHECKPOINT_EVERY_S seconds, and once more on stop.
+"""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from dataclasses import dataclass
+from typing import Protocol
 
-from adapters.broker import EventLog, Follower, create_topics
+from adapters.broker import EventLog, Follower, create_topics, end_offset
 from adapters.storage import ObjectStore
 from domain import events, topology
 from domain.settings import Settings
 from ingest.service import IngestService
+from projections.checkpoint import Checkpoint
 from projections.ledger import LedgerView
 from projections.serving_model import ServingModel
 from projections.views import PipelineViews
 
 log = logging.getLogger(__name__)
+
+CHECKPOINT_EVERY_S = 1.0
+
+
+class Projection(Protocol):
+    position: int
+
+    def state(self) -> dict: ...
+
+    def restore(self, position: int, state: dict) -> None: ...
+
+
+@dataclass(frozen=True)
+class Checkpointed:
+    """A projection, the follower that feeds it, and where its checkpoint lives."""
+
+    projection: Projection
+    follower: Follower
+    checkpoint: Checkpoint
+
+    async def restore(self, config: Settings) -> None:
+        """Take the checkpoint back if it fits the log (else the projection starts empty, at 0)."""
+        saved = self.checkpoint.load()
+        if saved is None:
+            return
+        end = await end_offset(config, self.follower.topic)
+        if saved.position <= end:
+            self.projection.restore(saved.position, saved.state)
+            log.info("%s: resumed from the checkpoint at offset %d (end %d)",
+                     self.follower.topic, saved.position, end)
+        else:
+            log.warning("%s: checkpoint at offset %d is past the end %d (a new log): replaying from 0",
+                        self.follower.topic, saved.position, end)
+            self.checkpoint.discard()
+
+    def save_if_moved(self) -> None:
+        # state() is taken in one synchronous step: no record is applied in between, so the state
+        # and the position written with it always match.
+        if self.projection.position != self.checkpoint.saved_position:
+            self.checkpoint.save(self.projection.position, self.projection.state())
 
 
 class Runtime:
@@ -26,9 +77,15 @@ class Runtime:
         self.serving = ServingModel(self.store, config.work_dir / "serving")
         self.ledger_follower = Follower(config, topology.INGEST_CONTROL.name, self.ledger.apply)
         self.pipeline_follower = Follower(config, topology.PIPELINE.name, self._on_pipeline)
+        checkpoints = config.work_dir / "projections" / config.deployment
+        self.checkpointed = (
+            Checkpointed(self.ledger, self.ledger_follower, Checkpoint(checkpoints / "ledger.json")),
+            Checkpointed(self.pipeline, self.pipeline_follower, Checkpoint(checkpoints / "pipeline.json")),
+        )
         self.ingest = IngestService(self.event_log, self.ledger, self.ledger_follower,
                                     max_chunk_bytes=int(config.params["ingest"]["max_chunk_bytes"]),
                                     compression=config.params["ingest"]["compression"])
+        self._saver: asyncio.Task | None = None
         self.started = False
 
     def _on_pipeline(self, offset: int, payload: bytes, key: bytes | None) -> None:
@@ -47,15 +104,37 @@ class Runtime:
                 await asyncio.sleep(min(2.0, 0.2 * (attempt + 1)))
         else:
             raise RuntimeError(f"broker {self.config.broker} unreachable")
-        await self.ledger_follower.start()
-        await self.pipeline_follower.start()
+        for checkpointed in self.checkpointed:
+            await checkpointed.restore(self.config)
+        # The servable pair of a restored pipeline state (a replay feeds it event by event instead).
+        for event in (self.pipeline.catalog.current, self.pipeline.registry.deployed):
+            if event is not None:
+                self.serving.apply(event)
+        for checkpointed in self.checkpointed:
+            await checkpointed.follower.start(from_offset=checkpointed.projection.position)
         self.serving.start()
+        self._saver = asyncio.create_task(self._save_checkpoints(), name="checkpoints")
         self.started = True
 
+    async def _save_checkpoints(self) -> None:
+        while True:
+            await asyncio.sleep(CHECKPOINT_EVERY_S)
+            for checkpointed in self.checkpointed:
+                try:
+                    checkpointed.save_if_moved()
+                except OSError:  # a full disk must not stop the reads: the log still has everything
+                    log.exception("could not save the checkpoint %s", checkpointed.checkpoint.path)
+
     async def stop(self) -> None:
+        if self._saver:
+            self._saver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._saver
         await self.serving.stop()
         await self.pipeline_follower.stop()
         await self.ledger_follower.stop()
+        for checkpointed in self.checkpointed:
+            checkpointed.save_if_moved()
         await self.event_log.stop()
 
     # --- derived answers --------------------------------------------------------------------

@@ -54,3 +54,25 @@ def test_content_hash_depends_on_content_only():
     c, _ = parse_records("merchant", [{"merchant_id_offer": 1, "merchant_status": "DLT", "brand_dk": 2}])
     assert chunks.content_hash("merchant", a) == chunks.content_hash("merchant", b)
     assert chunks.content_hash("merchant", a) != chunks.content_hash("merchant", c)
+
+
+def test_mixed_json_types_in_one_column_type_alike():
+    # Numbers, strings of numbers and floats of whole numbers in the same batch: one typed column.
+    frame, report = parse_records("merchant", [
+        {"merchant_id_offer": 5036, "merchant_status": "ACT", "brand_dk": 428916.0},
+        {"merchant_id_offer": "5037", "merchant_status": " DLT ", "brand_dk": "428917"},
+        {"merchant_id_offer": 5038.0, "merchant_status": None, "brand_dk": "NaN"},
+    ])
+    assert frame.rows() == [(5036, "ACT", 428916), (5037, "DLT", 428917), (5038, None, None)]
+    assert report.unparseable == {}
+
+
+def test_nested_values_are_unparseable_not_a_crash():
+    # An object or a list where a scalar belongs: null and counted in a typed column, the rest is typed.
+    frame, report = parse_records("merchant", [
+        {"merchant_id_offer": {"id": 1}, "merchant_status": "ACT", "brand_dk": 2},
+        {"merchant_id_offer": 3, "merchant_status": "ACT", "brand_dk": [4]},
+    ])
+    assert frame.rows() == [(None, "ACT", 2), (3, "ACT", None)]
+    assert report.unparseable == {"merchant_id_offer": 1, "brand_dk": 1}
+    assert report.examples["merchant_id_offer"] == ["{'id': 1}"]

@@ -1,0 +1,42 @@
+"""Heavy pipeline stages run in a child process: results and errors come back, a killed child fails
+only the stage (the consumer itself survives)."""
+import asyncio
+import os
+import signal
+from concurrent.futures.process import BrokenProcessPool
+
+import pytest
+
+from processors.pipeline import in_child
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def _raise(message: str) -> None:
+    raise ValueError(message)
+
+
+def _killed_by_the_kernel() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)  # what the OOM killer does
+
+
+def _pid() -> int:
+    return os.getpid()
+
+
+def test_result_comes_back_from_another_process():
+    assert asyncio.run(in_child(_square, 7)) == 49
+    assert asyncio.run(in_child(_pid)) != os.getpid()
+
+
+def test_exception_of_the_stage_is_raised_in_the_consumer():
+    with pytest.raises(ValueError, match="bad version"):
+        asyncio.run(in_child(_raise, "bad version"))
+
+
+def test_a_killed_stage_is_an_error_not_the_end_of_the_consumer():
+    with pytest.raises(BrokenProcessPool):
+        asyncio.run(in_child(_killed_by_the_kernel))
+    assert asyncio.run(in_child(_square, 3)) == 9  # the next stage runs as usual
