@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -28,3 +29,16 @@ def api(api_url):
 def run_id() -> str:
     """Versions are named per test run, so runs against one long-lived stack never collide."""
     return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def series(tmp_path_factory) -> list[Path]:
+    """One generated series (seed 7) for every test that sends versions: on a stack that has served
+    it, its versions are valid data again, not a foreign world that validation rightly rejects."""
+    import datagen
+
+    out = tmp_path_factory.mktemp("series")
+    return datagen.generate_series(out, scale="tiny", seed=7,
+                                   scenarios=["base", "same", "corrupt_shuffled_users", "drift_behaviour", "same",
+                                              "drift_clients"],
+                                   mode="increment")

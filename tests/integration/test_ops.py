@@ -31,21 +31,11 @@ def ops(*args: str, work_dir: Path, **env: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> list[Path]:
-    """The end-to-end tests' series (tests/e2e/conftest.py): valid data again on a stack that served it."""
-    import datagen
-
-    return datagen.generate_series(tmp_path_factory.mktemp("ops"), scale="tiny", seed=7,
-                                   scenarios=["base", "same", "corrupt_shuffled_users", "drift_behaviour", "same",
-                                              "drift_clients"], mode="increment")
-
-
-@pytest.fixture(scope="module")
-def version(api, run_id, world) -> str:
+def version(api, run_id, series) -> str:
     from datagen.send import send_version
 
     name = f"{run_id}-ops-v1"
-    send_version(str(api.base_url), world[0], version_name=name)
+    send_version(str(api.base_url), series[0], version_name=name)
     wait_idle(api)
     return name
 
@@ -88,11 +78,11 @@ def test_replay_compare_fails_when_the_answers_differ(api, version, run_id, tmp_
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
-def test_export_writes_every_table_of_a_sealed_version(version, world, fmt, tmp_path):
+def test_export_writes_every_table_of_a_sealed_version(version, series, fmt, tmp_path):
     done = ops("export", "--version", version, "--format", fmt, "--out", str(tmp_path / "out"), work_dir=tmp_path)
     assert done.returncode == 0, done.stderr
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    sent = {path.stem: pl.read_parquet(path) for path in world[0].glob("*.parquet")}
+    sent = {path.stem: pl.read_parquet(path) for path in series[0].glob("*.parquet")}
     assert set(manifest["tables"]) == set(sent)
     for table, frame in sent.items():
         read = pl.read_csv if fmt == "csv" else pl.read_parquet

@@ -36,22 +36,11 @@ def stack_dir(stack) -> Path:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> list[Path]:
-    """The end-to-end tests' series (tests/e2e/conftest.py): on a stack that has served it, these
-    versions are valid data again, not a foreign world that validation rightly rejects."""
-    import datagen
-
-    return datagen.generate_series(tmp_path_factory.mktemp("restart"), scale="tiny", seed=7,
-                                   scenarios=["base", "same", "corrupt_shuffled_users", "drift_behaviour", "same",
-                                              "drift_clients"], mode="increment")
-
-
-@pytest.fixture(scope="module")
-def first_version(api, run_id, world) -> str:
+def first_version(api, run_id, series) -> str:
     from datagen.send import send_version
 
     name = f"{run_id}-restart-v1"
-    send_version(str(api.base_url), world[0], version_name=name)
+    send_version(str(api.base_url), series[0], version_name=name)
     status = wait_idle(api)
     assert status["data_version"] == name, status
     return name
@@ -110,8 +99,8 @@ async def log_end(topic: str) -> int:
     return await end_offset(settings(), topic)
 
 
-async def test_api_kill9_resumes_from_its_checkpoint_and_answers_the_same(api, stack_dir, world, first_version):
-    probe = probe_query(world[0])
+async def test_api_kill9_resumes_from_its_checkpoint_and_answers_the_same(api, stack_dir, series, first_version):
+    probe = probe_query(series[0])
     before = answers(api, probe)
     assert before["/lookalike"]["audience"], before["/lookalike"]
 
@@ -182,7 +171,7 @@ def assert_nothing_redone(before: dict, after: dict, new_version: str, runs_befo
     assert mlflow_runs(mlflow_uri) - runs_before == len(after["trained"]) - len(before["trained"])
 
 
-async def test_pipeline_kill9_redoes_nothing(api, stack_dir, world, first_version, run_id, mlflow_uri):
+async def test_pipeline_kill9_redoes_nothing(api, stack_dir, series, first_version, run_id, mlflow_uri):
     before = await deployment_history()
     runs_before = mlflow_runs(mlflow_uri)
     experiments_before = api.get("/experiments").json()["experiments"]
@@ -193,7 +182,7 @@ async def test_pipeline_kill9_redoes_nothing(api, stack_dir, world, first_versio
     # The next version goes through the restarted pipeline: once it is done, the pipeline has passed
     # every earlier version again (it re-reads the versions topic from its start) and skipped them.
     second = f"{run_id}-restart-v2"
-    send(api, world[1], second)
+    send(api, series[1], second)
     status = wait_idle(api)
     assert status["data_version"] == second, status
 
@@ -201,7 +190,7 @@ async def test_pipeline_kill9_redoes_nothing(api, stack_dir, world, first_versio
     assert api.get("/experiments").json()["experiments"][:len(experiments_before)] == experiments_before
 
 
-async def test_worker_kill9_seals_again_and_redoes_nothing(api, stack_dir, world, first_version, run_id, mlflow_uri):
+async def test_worker_kill9_seals_again_and_redoes_nothing(api, stack_dir, series, first_version, run_id, mlflow_uri):
     before = await deployment_history()
     runs_before = mlflow_runs(mlflow_uri)
 
@@ -211,7 +200,7 @@ async def test_worker_kill9_seals_again_and_redoes_nothing(api, stack_dir, world
     # and no earlier commit may be sealed again. (The series' third version is a corrupted one: the
     # pipeline rejects it at validation, which keeps this test short.)
     third = f"{run_id}-restart-v3"
-    send(api, world[2], third)
+    send(api, series[2], third)
     await wait_sealed(third, timeout=120)
     wait_idle(api)
 
