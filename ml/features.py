@@ -29,6 +29,7 @@ OPEN_DURATION_DAYS = 365
 LIFT_SMOOTHING = 20.0
 RECENT_DAYS = 90
 MAX_RECEIPT_CATEGORIES = 30
+FIXED_POINT = 1_000_000  # exact_mean: 1e-6 resolution, far below any feature difference that matters
 
 # Categorical user attributes: raw strings in the state, integer codes (levels stored with the model).
 CATEGORICAL = ["gender", "region", "segment", "region_size", "vip_status", "age_bucket"]
@@ -402,6 +403,14 @@ class OfferUsers:
         return tuple(indices[indptr[position * 3 + kind]:indptr[position * 3 + kind + 1]] for kind in range(3))
 
 
+def exact_mean(column: str) -> pl.Expr:
+    """Mean of a float column that does not depend on row order or thread count: a parallel float sum
+    adds partial sums in whatever order threads finish, which changed features in the last bits and
+    so the trained model. Values are summed as integers in fixed point (1e-6) instead, which is exact."""
+    fixed = (pl.col(column).cast(pl.Float64) * FIXED_POINT).round().cast(pl.Int64)
+    return fixed.sum().cast(pl.Float64) / pl.col(column).count() / FIXED_POINT
+
+
 def _scatter(n: int, frame: pl.DataFrame, column: str, fill: float = 0.0) -> np.ndarray:
     values = np.full(n, fill, dtype=np.float32)
     if frame.height:
@@ -439,17 +448,17 @@ def state_at(history: History, cut: int, offer_interactions_until: int | None = 
         (pl.col("day") >= cut - 365).sum().alias("tx_365d"),
         (cut - pl.col("day").max()).alias("days_since_last_tx"),
         (cut - pl.col("day").min()).alias("tenure_days"),
-        pl.col("amount").mean().alias("amount_level_all"),
+        exact_mean("amount").alias("amount_level_all"),
     )
     activity_recent = recent.group_by("u").agg(
         pl.len().alias("tx_90d"), pl.col("day").n_unique().alias("active_days_90d"),
-        pl.col("online").mean().alias("online_share_90d"), pl.col("amount").mean().alias("amount_level_90d"),
+        exact_mean("online").alias("online_share_90d"), exact_mean("amount").alias("amount_level_90d"),
         pl.col("b").n_unique().alias("brands_90d"),
     )
     receipts = history.receipts.filter(pl.col("day") < cut)
     receipt_stats = receipts.group_by("u").agg(
         (pl.col("day") >= cut - RECENT_DAYS).sum().alias("receipts_90d"), pl.len().alias("receipts_total"),
-        pl.col("cost").mean().alias("receipt_cost_level"),
+        exact_mean("cost").alias("receipt_cost_level"),
     )
     interactions = history.interactions.filter(pl.col("day").is_null() | (pl.col("day") < cut))
     engagement = interactions.group_by("u").agg(
@@ -489,7 +498,7 @@ def state_at(history: History, cut: int, offer_interactions_until: int | None = 
     new_30 = np.bincount(brand_of[first_days >= cut - 30], minlength=n_brands).astype(np.float64)
     new_90 = np.bincount(brand_of[first_days >= cut - RECENT_DAYS], minlength=n_brands).astype(np.float64)
     repeat = np.bincount(brand_of[pairs["n"].to_numpy() >= 2], minlength=n_brands).astype(np.float64)
-    brand_tx = tx.group_by("b").agg(pl.col("amount").mean().alias("price"), pl.col("online").mean().alias("online"))
+    brand_tx = tx.group_by("b").agg(exact_mean("amount").alias("price"), exact_mean("online").alias("online"))
     price = np.full(n_brands, np.nan)
     online = np.full(n_brands, np.nan)
     if brand_tx.height:
