@@ -11,7 +11,14 @@ import pytest
 from domain.tables import TABLES
 from ml.catalog import merge, read_table
 from ml.evaluate import average_precision_at_k, precision_at_k
-from ml.features import FEATURE_NAMES, OfferSpec, day_of, load_history, offer_features, state_at
+from ml.features import (
+    FEATURE_NAMES,
+    OfferSpec,
+    day_of,
+    load_history,
+    offer_features,
+    state_at,
+)
 from ml.ground_truth import new_customers, offers_ground_truth
 from ml.serving import Scorer, build_bundle
 from ml.train import train
