@@ -5,7 +5,7 @@
 
 Prints records/s for the batches (answered 200 = durable on the log). With --wait, also the time
 from commit to `pipeline_status` idle, the stages' durations (from /status and /events), and with
---stack-dir the peak resident memory of each service process tree of the local stack (pids/*.pid),
+--stack-dir the peak memory (PSS and its anonymous part) of each service process tree of the local stack (pids/*.pid),
 sampled every second during the whole run.
 """
 from __future__ import annotations
@@ -31,15 +31,29 @@ from datagen.send import iter_batches  # noqa: E402
 SERVICES = ("worker", "pipeline", "api")
 
 
+def proportional_memory(pid: int) -> tuple[int, int]:
+    """(PSS, anonymous PSS) in bytes from /proc/PID/smaps_rollup. PSS splits pages shared between
+    processes (a fork server and its stage children, mapped files), so a tree's sum counts each page
+    once, as a container's memory limit does; the anonymous part is what the kernel cannot drop and
+    read again from a file (the memmapped serving bundle can be)."""
+    fields = {}
+    with open(f"/proc/{pid}/smaps_rollup") as rollup:
+        for line in rollup:
+            name, _, rest = line.partition(":")
+            if name in ("Pss", "Pss_Anon"):
+                fields[name] = int(rest.split()[0]) * 1024
+    return fields["Pss"], fields["Pss_Anon"]
+
+
 class MemorySampler(threading.Thread):
-    """Peak RSS per service process tree (the process and its children, e.g. the pipeline's stage
-    processes), sampled once a second."""
+    """Peak PSS and anonymous PSS per service process tree (the process and its children, e.g. the
+    pipeline's stage processes), sampled once a second."""
 
     def __init__(self, stack_dir: Path):
         super().__init__(daemon=True)
         self.roots = {name: int((stack_dir / "pids" / f"{name}.pid").read_text())
                       for name in SERVICES if (stack_dir / "pids" / f"{name}.pid").exists()}
-        self.peak_mb = {name: 0.0 for name in self.roots}
+        self.peak_mb = {name: (0.0, 0.0) for name in self.roots}
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -47,12 +61,12 @@ class MemorySampler(threading.Thread):
             for name, pid in self.roots.items():
                 try:
                     root = psutil.Process(pid)
-                    tree = [root, *root.children(recursive=True)]
-                    rss = sum(p.memory_info().rss for p in tree if p.is_running())
-                except psutil.Error:
+                    samples = [proportional_memory(p.pid) for p in [root, *root.children(recursive=True)]]
+                except (psutil.Error, OSError):
                     continue
-                self.peak_mb[name] = max(self.peak_mb[name], rss / 2**20)
-
+                pss, anon = (sum(values) / 2**20 for values in zip(*samples))
+                peak = self.peak_mb[name]
+                self.peak_mb[name] = (max(peak[0], pss), max(peak[1], anon))
 
 def stage_events(url: str, version: str) -> list[dict]:
     """The version's StageFinished events, read from the API's /events stream (pipeline topic)."""
@@ -133,7 +147,8 @@ def main() -> None:
     if sampler:
         sampler.stopped.set()
         sampler.join()
-        print("peak RSS (process tree): " + ", ".join(f"{name} {mb:,.0f} MB" for name, mb in sampler.peak_mb.items()))
+        print("peak memory (process tree, PSS / anonymous part): " + ", ".join(
+            f"{name} {pss:,.0f} / {anon:,.0f} MB" for name, (pss, anon) in sampler.peak_mb.items()))
 
 
 if __name__ == "__main__":

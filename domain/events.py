@@ -113,7 +113,7 @@ class DriftEvaluated(Event):
     drift_score: float
     threshold: float
     features: list[dict[str, Any]] = field(default_factory=list)
-    report_key: str = ""
+    report_keys: list[str] = field(default_factory=list)  # S3 keys: Evidently HTML per group, drift.json
 
 
 @dataclass(frozen=True)

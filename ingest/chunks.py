@@ -6,7 +6,7 @@ import io
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.ipc as ipc
+from pyarrow import ipc
 
 
 def content_hash(table: str, frame: pl.DataFrame) -> str:

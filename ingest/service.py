@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from adapters.broker import EventLog, Follower
 from domain import events, topology
-from domain.tables import parse_records
+from domain.tables import ParseReport, parse_records
 from ingest import chunks
 from processors.ledger import Outcome
 from projections.ledger import LedgerView
@@ -36,35 +36,56 @@ class CommitAccepted:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A batch typed by its table's schema and cut into compressed log messages."""
+    rows: int
+    report: ParseReport
+    payloads: list[bytes]
+    digest: str
 
 
 class IngestService:
     def __init__(self, event_log: EventLog, ledger_view: LedgerView, ledger_follower: Follower,
-                 max_chunk_bytes: int, compression: str = "zstd"):
+                 max_chunk_bytes: int, compression: str = "zstd", parallel_batches: int = 2):
         self.event_log = event_log
         self.ledger = ledger_view
         self.follower = ledger_follower
         self.max_chunk_bytes = max_chunk_bytes
         self.compression = compression
+        # A batch of 100k records is ~200 MB as parsed Python objects: at most this many batches are
+        # held as objects at once (the others wait unread), so concurrent senders cannot exhaust the
+        # API's memory. Typing holds the GIL anyway, so more would not be faster.
+        self.slots = asyncio.Semaphore(parallel_batches)
 
-    async def submit_batch(self, version: str, table: str, batch_id: int, total_batches: int,
-                           records: list[dict]) -> BatchAccepted:
+    async def prepare(self, version: str, table: str, records: list[dict]) -> PreparedBatch:
+        """Type and encode a batch (CPU work, in a thread: the event loop stays free meanwhile)."""
         if self.ledger.is_committed(version):
             raise VersionClosed(version)
-        # Typing and encoding are CPU work: keep the event loop free for other requests meanwhile.
-        frame, report, payloads, digest = await asyncio.to_thread(self._prepare, table, records)
+        return await asyncio.to_thread(self._prepare, table, records)
+
+    def _prepare(self, table: str, records: list[dict]) -> PreparedBatch:
+        frame, report = parse_records(table, records)
+        return PreparedBatch(rows=frame.height, report=report, digest=chunks.content_hash(table, frame),
+                             payloads=chunks.split(frame, self.max_chunk_bytes, self.compression))
+
+    async def submit_batch(self, version: str, table: str, batch_id: int, total_batches: int,
+                           batch: PreparedBatch) -> BatchAccepted:
+        """Put a prepared batch on the log and answer from the ledger's verdict on it."""
         key = f"{version}/{table}/{batch_id}"
         sends = [self.event_log.send(topology.INGEST_DATA.name, key, payload,
-                                     headers=[("chunk", f"{i + 1}/{len(payloads)}".encode()),
-                                              ("batch_hash", digest.encode())])
-                 for i, payload in enumerate(payloads)]
+                                     headers=[("chunk", f"{i + 1}/{len(batch.payloads)}".encode()),
+                                              ("batch_hash", batch.digest.encode())])
+                 for i, payload in enumerate(batch.payloads)]
         chunk_offsets = list(await asyncio.gather(*sends))
         received = events.BatchReceived(
             version=version, table=table, batch_id=batch_id, total_batches=total_batches,
-            rows=frame.height, content_hash=digest, chunk_offsets=chunk_offsets,
-            unparseable=report.unparseable, examples=report.examples,
-            unknown_columns=report.unknown_columns, missing_columns=report.missing_columns,
+            rows=batch.rows, content_hash=batch.digest, chunk_offsets=chunk_offsets,
+            unparseable=batch.report.unparseable, examples=batch.report.examples,
+            unknown_columns=batch.report.unknown_columns, missing_columns=batch.report.missing_columns,
             received_at=_now(),
         )
         offset = await self.event_log.publish(received)
@@ -75,14 +96,8 @@ class IngestService:
             raise VersionClosed(version)
         if outcome is Outcome.REPLACED:
             log.warning("batch %s replaced with different content (last write wins)", key)
-        return BatchAccepted(table=table, batch_id=batch_id, rows=frame.height,
+        return BatchAccepted(table=table, batch_id=batch_id, rows=batch.rows,
                              outcome=outcome.value if outcome else "unknown")
-
-    def _prepare(self, table: str, records: list[dict]):
-        frame, report = parse_records(table, records)
-        digest = chunks.content_hash(table, frame)
-        payloads = chunks.split(frame, self.max_chunk_bytes, self.compression)
-        return frame, report, payloads, digest
 
     async def commit(self, version: str) -> CommitAccepted:
         offset = await self.event_log.publish(events.CommitRequested(version=version, requested_at=_now()))

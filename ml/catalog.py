@@ -16,31 +16,24 @@ def table_path(directory: Path, table: str) -> Path:
     return Path(directory) / f"{table}.parquet"
 
 
+def lazy_table(directory: Path, table: str) -> pl.LazyFrame:
+    """A catalog (or snapshot) table, lazily, with exactly the schema's columns and dtypes (absent
+    columns are null); an absent table is empty."""
+    path = table_path(directory, table)
+    if not path.exists():
+        return empty_frame(table).lazy()
+    present = set(pl.read_parquet_schema(path))
+    return pl.scan_parquet(path).select(
+        pl.col(c).cast(dtype, strict=False) if c in present else pl.lit(None, dtype=dtype).alias(c)
+        for c, dtype in TABLES[table].columns.items())
+
+
 def read_table(directory: Path, table: str, columns: list[str] | None = None) -> pl.DataFrame:
     """A catalog (or snapshot) table with exactly the schema's dtypes; an absent table is empty."""
-    path = table_path(directory, table)
-    schema = TABLES[table].columns
-    wanted = columns or list(schema)
-    if not path.exists():
-        return empty_frame(table).select(wanted)
-    present = set(pl.read_parquet_schema(path))
-    frame = pl.read_parquet(path, columns=[c for c in wanted if c in present])
-    missing = [c for c in wanted if c not in frame.columns]
-    if missing:
-        frame = frame.with_columns(pl.lit(None, dtype=schema[c]).alias(c) for c in missing)
-    return frame.select(pl.col(c).cast(schema[c], strict=False) for c in wanted)
+    return lazy_table(directory, table).select(columns or list(TABLES[table].columns)).collect()
 
 
-def _conform(frame: pl.DataFrame, table: str) -> pl.DataFrame:
-    schema = TABLES[table].columns
-    missing = [c for c in schema if c not in frame.columns]
-    if missing:
-        frame = frame.with_columns(pl.lit(None, dtype=schema[c]).alias(c) for c in missing)
-    return frame.select(pl.col(c).cast(dtype, strict=False) for c, dtype in schema.items())
-
-
-def _merge_table(table: str, previous: pl.DataFrame | None, snapshot: pl.DataFrame | None) -> pl.DataFrame:
-    parts = [_conform(f, table) for f in (previous, snapshot) if f is not None]
+def _merge_table(table: str, parts: list[pl.DataFrame]) -> pl.DataFrame:
     if not parts:
         return empty_frame(table)
     rows = pl.concat(parts, how="vertical")
@@ -70,14 +63,14 @@ def merge(previous: Path | None, snapshot: Path, out: Path) -> dict[str, int]:
     tmp.mkdir(parents=True)
     counts: dict[str, int] = {}
     for table in TABLES:
-        prev_frame = None
-        if previous is not None and table_path(previous, table).exists():
-            prev_frame = pl.read_parquet(table_path(previous, table))
-        snap_frame = pl.read_parquet(table_path(snapshot, table)) if table_path(snapshot, table).exists() else None
-        merged = _merge_table(table, prev_frame, snap_frame)
+        # Eager on purpose: polars' streaming engine took more memory here (5.6 vs 4.1 GB for 12M
+        # transactions), as a keyed unique and a full sort need all rows anyway.
+        parts = [read_table(d, table) for d in (previous, snapshot) if d is not None and table_path(d, table).exists()]
+        merged = _merge_table(table, parts)
+        del parts
         merged.write_parquet(table_path(tmp, table), statistics=True)
         counts[table] = merged.height
-        del prev_frame, snap_frame, merged
+        del merged
     if out.exists():
         # Keep anything else the caller put there (a bundle is rebuilt by its own step).
         for table in TABLES:

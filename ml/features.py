@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 from scipy import sparse
 
-from ml.catalog import read_table
+from ml.catalog import lazy_table, read_table
 from ml.ground_truth import OPEN_END
 
 EPOCH = dt.date(1970, 1, 1)
@@ -30,6 +30,8 @@ LIFT_SMOOTHING = 20.0
 RECENT_DAYS = 90
 MAX_RECEIPT_CATEGORIES = 30
 FIXED_POINT = 1_000_000  # exact_mean: 1e-6 resolution, far below any feature difference that matters
+# The derived matrices saved with a serving bundle (see `State.derived`).
+DERIVED_MATRICES = ("binary", "binary_t", "first_csc", "seen_csc", "activated_csc")
 
 # Categorical user attributes: raw strings in the state, integer codes (levels stored with the model).
 CATEGORICAL = ["gender", "region", "segment", "region_size", "vip_status", "age_bucket"]
@@ -246,18 +248,21 @@ def load_history(catalog: Path) -> History:
 
     # Only the columns used; the catalog's rows are already distinct, and repeats count once where
     # it matters (OfferUsers), so no sort or unique over these ~10M rows (each costs GBs).
-    parts = []
-    for kind, table, date_col in ((0, "offer_seens", "start_date"), (1, "offer_activation", "activation_date"),
-                                  (2, "offer_reward", "event_date")):
-        frame = read_table(catalog, table, ["user_id", "offer_id", date_col]).drop_nulls(["user_id", "offer_id"])
-        parts.append(frame.select("user_id", "offer_id", pl.lit(kind, dtype=pl.Int8).alias("kind"),
-                                  pl.col(date_col).cast(pl.Int32).alias("day")))
-        del frame
+    # Built by the streaming engine, so the three tables are never all materialised at once; row
+    # order is whatever the engine gives, and nothing downstream depends on it.
+    parts = [
+        lazy_table(catalog, table).select("user_id", "offer_id", pl.lit(kind, dtype=pl.Int8).alias("kind"),
+                                          pl.col(date_col).cast(pl.Int32).alias("day"))
+        .drop_nulls(["user_id", "offer_id"])
+        for kind, table, date_col in ((0, "offer_seens", "start_date"), (1, "offer_activation", "activation_date"),
+                                      (2, "offer_reward", "event_date"))
+    ]
     interactions = (
-        pl.concat(parts).join(users, on="user_id", how="inner").join(offer_brand, on="offer_id", how="left")
+        pl.concat(parts).join(users.lazy(), on="user_id", how="inner")
+        .join(offer_brand.lazy(), on="offer_id", how="left")
         .select("u", "offer_id", pl.col("b").fill_null(-1), "kind", "day")
+        .collect(engine="streaming")
     )
-    del parts
 
     days = tx_idx["day"]
     return History(
@@ -288,7 +293,7 @@ class State:
     offers: pl.DataFrame
     merchants: pl.DataFrame
     lift_codes: dict[str, np.ndarray] = field(default_factory=dict)
-    # Derived once (not saved): normalised matrices, column views, attribute priors.
+    # Derived once (saved with a bundle): normalised matrices, column views, attribute priors.
     _derived: dict = field(default_factory=dict, repr=False)
     cat_codes: np.ndarray | None = None  # set by `encode_categoricals` with the model's levels
 
@@ -297,31 +302,42 @@ class State:
         return len(self.user_ids)
 
     def derived(self) -> dict:
+        """What scoring reads besides the state: matrices in the layout each lookup wants and small
+        vectors over them. Computed once, or loaded with a saved bundle."""
         if not self._derived:
             binary = self.counts.copy()
             binary.data = np.ones_like(binary.data, dtype=np.float32)
-            row_nnz = np.diff(binary.indptr).astype(np.float32)
-            inv = np.where(row_nnz > 0, 1.0 / np.sqrt(np.maximum(row_nnz, 1)), 0.0).astype(np.float32)
             first_csc = self.first.tocsc()
             first_csc.sort_indices()
-            seen_csc = self.brand_seen.tocsc()
-            activated_csc = self.brand_activated.tocsc()
-            priors = {}
-            for name, codes in self.lift_codes.items():
-                levels = int(codes.max()) + 1 if len(codes) else 1
-                priors[name] = np.bincount(codes, minlength=levels).astype(np.float64) / max(len(codes), 1)
-            self._derived.update(
-                binary=binary.tocsr(), binary_t=binary.T.tocsr(), row_inv=inv, row_nnz=row_nnz,
-                brand_nnz=np.diff(first_csc.indptr).astype(np.float32), first_csc=first_csc,
-                seen_csc=seen_csc, activated_csc=activated_csc, priors=priors,
-            )
+            self._set_derived({"binary": binary.tocsr(), "binary_t": binary.T.tocsr(), "first_csc": first_csc,
+                               "seen_csc": self.brand_seen.tocsc(), "activated_csc": self.brand_activated.tocsc()})
         return self._derived
 
+    def _set_derived(self, matrices: dict[str, sparse.spmatrix]) -> None:
+        row_nnz = np.diff(matrices["binary"].indptr).astype(np.float32)
+        inv = np.where(row_nnz > 0, 1.0 / np.sqrt(np.maximum(row_nnz, 1)), 0.0).astype(np.float32)
+        priors = {}
+        for name, codes in self.lift_codes.items():
+            levels = int(codes.max()) + 1 if len(codes) else 1
+            priors[name] = np.bincount(codes, minlength=levels).astype(np.float64) / max(len(codes), 1)
+        self._derived.update(matrices, row_inv=inv, row_nnz=row_nnz,
+                             brand_nnz=np.diff(matrices["first_csc"].indptr).astype(np.float32), priors=priors)
+
     # --- persistence: the serving bundle is a saved state -------------------------------------------
+    # Arrays are .npy files loaded memory-mapped (copy-on-write): the serving process holds them as
+    # page cache, which the kernel can drop and read again, not as private memory. Loading the next
+    # bundle beside the one that serves therefore does not double the API's memory, and the
+    # derived matrices are saved too, so a load computes nothing.
+
+    def _sparse(self) -> dict[str, sparse.spmatrix]:
+        derived = self.derived()
+        return {"counts": self.counts, "first": self.first, "brand_seen": self.brand_seen,
+                "brand_activated": self.brand_activated, **{name: derived[name] for name in DERIVED_MATRICES}}
 
     def save(self, out: Path) -> None:
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
+        arrays = out / "arrays"
+        arrays.mkdir(parents=True, exist_ok=True)
         frame = self.user_raw.with_columns(pl.Series("user_id", self.user_ids))
         for i, name in enumerate(USER_NUMERIC):
             frame = frame.with_columns(pl.Series(name, self.user_numeric[:, i]))
@@ -329,18 +345,22 @@ class State:
         pl.DataFrame({"brand_dk": self.brand_ids, **{
             name: self.brand_stats[:, i] for i, name in enumerate(BRAND_FEATURES[:-1])}}).write_parquet(
             out / "brands.parquet")
-        np.savez(out / "matrices.npz", indptr=self.counts.indptr, indices=self.counts.indices,
-                 counts=self.counts.data, first=self.first.data, category_share=self.category_share,
-                 **{f"{k}_{p}": getattr(getattr(self, k), p) for k in ("brand_seen", "brand_activated")
-                    for p in ("indptr", "indices", "data")},
-                 **{f"lift_{k}": v for k, v in self.lift_codes.items()})
-        np.savez(out / "offer_users.npz", offer_ids=self.offer_users.offer_ids,
-                 indptr=self.offer_users.matrix.indptr, indices=self.offer_users.matrix.indices)
+        matrices = self._sparse()
+        for name, matrix in matrices.items():
+            for part in ("data", "indices", "indptr"):
+                np.save(arrays / f"{name}.{part}.npy", getattr(matrix, part))
+        np.save(arrays / "category_share.npy", self.category_share)
+        for part in ("offer_ids", "indptr", "indices"):
+            np.save(arrays / f"offer_users.{part}.npy", getattr(self.offer_users, part))
+        for name, codes in self.lift_codes.items():
+            np.save(arrays / f"lift.{name}.npy", codes)
         self.offers.write_parquet(out / "offers.parquet")
         self.merchants.write_parquet(out / "merchants.parquet")
         (out / "state.json").write_text(json.dumps({
             "cut": self.cut, "cut_date": str(date_of(self.cut)), "users": self.n_users,
-            "brands": len(self.brand_ids), "features": FEATURE_NAMES,
+            "brands": len(self.brand_ids), "features": FEATURE_NAMES, "lift_attributes": list(self.lift_codes),
+            "matrices": {name: {"format": matrix.format, "shape": list(matrix.shape)}
+                         for name, matrix in matrices.items()},
         }, indent=2))
 
     @classmethod
@@ -349,32 +369,31 @@ class State:
         meta = json.loads((directory / "state.json").read_text())
         users = pl.read_parquet(directory / "users.parquet")
         brands = pl.read_parquet(directory / "brands.parquet")
-        arrays = np.load(directory / "matrices.npz")
-        shape = (users.height, brands.height)
-        counts = sparse.csr_matrix((arrays["counts"], arrays["indices"], arrays["indptr"]), shape=shape)
-        first = sparse.csr_matrix((arrays["first"], arrays["indices"], arrays["indptr"]), shape=shape)
 
-        def matrix(name: str) -> sparse.csr_matrix:
-            return sparse.csr_matrix((arrays[f"{name}_data"], arrays[f"{name}_indices"], arrays[f"{name}_indptr"]),
-                                     shape=shape)
+        def array(name: str) -> np.ndarray:
+            return np.load(directory / "arrays" / f"{name}.npy", mmap_mode="c")
 
-        saved = np.load(directory / "offer_users.npz")
-        offer_users = OfferUsers(saved["offer_ids"], sparse.csr_matrix(
-            (np.ones(len(saved["indices"]), np.float32), saved["indices"], saved["indptr"]),
-            shape=(len(saved["offer_ids"]) * 3, users.height)))
-        return cls(
+        def matrix(name: str) -> sparse.spmatrix:
+            kind = {"csr": sparse.csr_matrix, "csc": sparse.csc_matrix}[meta["matrices"][name]["format"]]
+            return kind((array(f"{name}.data"), array(f"{name}.indices"), array(f"{name}.indptr")),
+                        shape=tuple(meta["matrices"][name]["shape"]), copy=False)
+
+        state = cls(
             cut=int(meta["cut"]), user_ids=users["user_id"].to_numpy(), brand_ids=brands["brand_dk"].to_numpy(),
             user_raw=users.select(CATEGORICAL),
             user_numeric=users.select(USER_NUMERIC).to_numpy().astype(np.float32),
-            counts=counts, first=first,
+            counts=matrix("counts"), first=matrix("first"),
             brand_stats=brands.select(BRAND_FEATURES[:-1]).to_numpy().astype(np.float32),
-            category_share=arrays["category_share"],
+            category_share=array("category_share"),
             brand_seen=matrix("brand_seen"), brand_activated=matrix("brand_activated"),
-            offer_users=offer_users,
+            offer_users=OfferUsers(array("offer_users.offer_ids"), array("offer_users.indptr"),
+                                   array("offer_users.indices")),
             offers=pl.read_parquet(directory / "offers.parquet"),
             merchants=pl.read_parquet(directory / "merchants.parquet"),
-            lift_codes={k[5:]: arrays[k] for k in arrays.files if k.startswith("lift_")},
+            lift_codes={name: array(f"lift.{name}") for name in meta["lift_attributes"]},
         )
+        state._set_derived({name: matrix(name) for name in DERIVED_MATRICES})
+        return state
 
 
 @dataclass
@@ -383,23 +402,24 @@ class OfferUsers:
     matrix with one row per (offer, kind), row = offer's position in `offer_ids` * 3 + kind."""
 
     offer_ids: np.ndarray           # sorted distinct offer ids
-    matrix: sparse.csr_matrix       # (len(offer_ids) * 3) x n_users
+    indptr: np.ndarray              # CSR row pointers of the (len(offer_ids) * 3) x n_users matrix
+    indices: np.ndarray             # its column (user) indices, sorted within a row
 
     @classmethod
     def build(cls, frame: pl.DataFrame, n_users: int) -> OfferUsers:
         """From rows (offer_id, kind, u); repeated rows count once."""
         offers = frame["offer_id"].to_numpy()
         offer_ids = np.unique(offers)
-        rows = np.searchsorted(offer_ids, offers) * 3 + frame["kind"].to_numpy()
+        rows = (np.searchsorted(offer_ids, offers) * 3 + frame["kind"].to_numpy()).astype(np.int32)
         matrix = _csr(len(offer_ids) * 3, n_users, rows, frame["u"].to_numpy(), np.ones(frame.height, np.float32))
-        return cls(offer_ids, matrix)
+        return cls(offer_ids, matrix.indptr, matrix.indices)
 
     def users(self, offer_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """User indices (seen, activated, rewarded) of one offer; None for an offer nobody interacted with."""
         position = int(np.searchsorted(self.offer_ids, offer_id))
         if position == len(self.offer_ids) or self.offer_ids[position] != offer_id:
             return None
-        indptr, indices = self.matrix.indptr, self.matrix.indices
+        indptr, indices = self.indptr, self.indices
         return tuple(indices[indptr[position * 3 + kind]:indptr[position * 3 + kind + 1]] for kind in range(3))
 
 
@@ -460,12 +480,13 @@ def state_at(history: History, cut: int, offer_interactions_until: int | None = 
         (pl.col("day") >= cut - RECENT_DAYS).sum().alias("receipts_90d"), pl.len().alias("receipts_total"),
         exact_mean("cost").alias("receipt_cost_level"),
     )
-    interactions = history.interactions.filter(pl.col("day").is_null() | (pl.col("day") < cut))
+    # Lazy: each query below filters and aggregates in one pass, never copying the interactions.
+    interactions = history.interactions.lazy().filter(pl.col("day").is_null() | (pl.col("day") < cut))
     engagement = interactions.group_by("u").agg(
         (pl.col("kind") == 0).sum().alias("offers_seen_total"),
         (pl.col("kind") == 1).sum().alias("offers_activated_total"),
         (pl.col("kind") == 2).sum().alias("offers_rewarded_total"),
-    )
+    ).collect()
     profile = history.profile
     columns: dict[str, np.ndarray] = {
         name: profile[name].fill_null(np.nan).to_numpy().astype(np.float32)
@@ -520,17 +541,17 @@ def state_at(history: History, cut: int, offer_interactions_until: int | None = 
         np.add.at(share, (known["u"].to_numpy(), known["category"].to_numpy()), known["len"].to_numpy())
         share /= np.maximum(share.sum(axis=1, keepdims=True), 1.0)
 
-    branded = interactions.filter(pl.col("b") >= 0)
-    seen = branded.filter(pl.col("kind") == 0)
-    activated = branded.filter(pl.col("kind") == 1)
+    seen, activated = (interactions.filter((pl.col("b") >= 0) & (pl.col("kind") == kind)).select("u", "b").collect()
+                       for kind in (0, 1))
     brand_seen = _csr(n, n_brands, seen["u"].to_numpy(), seen["b"].to_numpy(), np.ones(seen.height, np.float32))
     brand_activated = _csr(n, n_brands, activated["u"].to_numpy(), activated["b"].to_numpy(),
                            np.ones(activated.height, np.float32))
+    del seen, activated
 
-    offer_frame = history.interactions
+    offer_frame = history.interactions.lazy()
     if offer_interactions_until is not None:
         offer_frame = offer_frame.filter(pl.col("day").is_null() | (pl.col("day") < offer_interactions_until))
-    offer_users = OfferUsers.build(offer_frame, n)
+    offer_users = OfferUsers.build(offer_frame.select("offer_id", "kind", "u").collect(), n)
 
     user_raw = profile.select(CATEGORICAL)
     lift_codes = {}

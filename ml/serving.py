@@ -150,7 +150,8 @@ class Scorer:
         scores = np.where(converted[pool], 1.0, np.minimum(scores, np.nextafter(1.0, 0.0)))
         user_ids = state.user_ids[pool]
         order = np.lexsort((user_ids, -scores))
-        audience = [(int(user_ids[i]), float(round(scores[i], 6))) for i in order[: max(int(top_n), 0)]]
+        top = order[: max(int(top_n), 0)]
+        audience = list(zip(user_ids[top].tolist(), np.round(scores[top], 6).tolist()))
         reasons = self._reasons(features[order[:SHAP_ROWS]], pool[order[:SHAP_ROWS]])
         return Audience(users=audience, reasons=reasons, candidates=int(len(pool)))
 

@@ -189,15 +189,15 @@ class Pipeline:
                 drift = await in_child(
                     quality_drift.evaluate_drift, trained_on, snapshot, self.params["drift"],
                     self.local_dir("reports", version))
-                report_key = ""
-                if drift.report_html is not None:
-                    report_key = self.store.key("reports", version, Path(drift.report_html).name)
-                    self.store.put_file(report_key, Path(drift.report_html))
+                report_keys = []
+                for path in drift.report_files:
+                    report_keys.append(self.store.key("reports", version, path.name))
+                    self.store.put_file(report_keys[-1], path)
                 await self.publish(events.DriftEvaluated(
                     version=version, reference_version=deployed.trained_on,
                     drift_detected=drift.drift_detected, drift_score=float(drift.drift_score),
                     threshold=float(self.params["drift"]["threshold"]), features=drift.features,
-                    report_key=report_key))
+                    report_keys=report_keys))
                 summary["text"] = f"score={drift.drift_score:.3f} detected={drift.drift_detected}"
             if not drift.drift_detected:
                 await self.finish(version, valid=True, action="none")

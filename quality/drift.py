@@ -37,7 +37,7 @@ class DriftResult:
     drift_detected: bool
     threshold: float
     features: list[dict[str, Any]] = field(default_factory=list)
-    report_html: Path | None = None
+    report_files: list[Path] = field(default_factory=list)  # Evidently HTML per feature group, drift.json
     current_period: tuple[str, str] | None = None
     reference_period: tuple[str, str] | None = None
     note: str = ""
@@ -46,7 +46,7 @@ class DriftResult:
         return json.dumps({"drift_score": self.drift_score, "drift_detected": self.drift_detected,
                            "threshold": self.threshold, "features": self.features,
                            "current_period": self.current_period, "reference_period": self.reference_period,
-                           "note": self.note, "report_html": str(self.report_html) if self.report_html else None},
+                           "note": self.note, "report_files": [path.name for path in self.report_files]},
                           indent=1)
 
 
@@ -131,7 +131,7 @@ def evaluate_drift(reference: Path, current: Path, params: dict, out_dir: Path) 
             groups["receipt"] = (pick(old), pick(new_receipts))
 
     features: list[dict[str, Any]] = []
-    html_parts = []
+    report_files = []
     for group, (ref_frame, cur_frame) in groups.items():
         if ref_frame.height == 0 or cur_frame.height == 0:
             continue
@@ -151,17 +151,18 @@ def evaluate_drift(reference: Path, current: Path, params: dict, out_dir: Path) 
                                  "drifted": score >= float(config.get("threshold"))})
         path = out_dir / f"drift_{group}.html"
         snapshot.save_html(str(path))
-        html_parts.append(path)
+        report_files.append(path)
     by_group: dict[str, list[bool]] = {}
     for feature in features:
         by_group.setdefault(feature["feature"].split(".")[0], []).append(feature["drifted"])
     score = max((sum(flags) / len(flags) for flags in by_group.values()), default=0.0)
     result = DriftResult(
         drift_score=round(score, 4), drift_detected=score > threshold, threshold=threshold, features=features,
-        report_html=html_parts[0] if html_parts else None,
+        report_files=report_files,
         current_period=(str(cur_period["event_date"].min()), str(cur_period["event_date"].max())),
         reference_period=(str(ref_period["event_date"].min()), str(ref_period["event_date"].max())),
     )
-    (out_dir / "drift.json").write_text(result.to_json())
+    result.report_files.append(out_dir / "drift.json")
+    result.report_files[-1].write_text(result.to_json())
     return result
 

@@ -23,8 +23,14 @@ from ingest.service import VersionClosed
 from serving import events_stream
 from serving.runtime import Runtime
 from serving.schemas import (
-    DataBatchRequest, DataBatchResponse, DataCommitRequest, DataCommitResponse, LookalikeBatchRequest,
-    LookalikeBatchResponse, LookalikeRequest, LookalikeResponse,
+    DataBatchRequest,
+    DataBatchResponse,
+    DataCommitRequest,
+    DataCommitResponse,
+    LookalikeBatchRequest,
+    LookalikeBatchResponse,
+    LookalikeRequest,
+    LookalikeResponse,
 )
 
 log = logging.getLogger(__name__)
@@ -135,18 +141,21 @@ async def status(request: Request):
 @app.post("/data/batch", response_model=DataBatchResponse, openapi_extra=_body_schema(DataBatchRequest),
           responses={400: {"description": "Invalid request"}, 409: {"description": "Version already committed"}})
 async def data_batch(request: Request):
-    batch = await parse_body(request, DataBatchRequest)
-    if batch.table not in TABLE_NAMES:
-        raise ApiError(400, f"table: unknown table {batch.table!r}; expected one of {', '.join(TABLE_NAMES)}")
-    if batch.batch_id > batch.total_batches:
-        raise ApiError(400, f"batch_id: {batch.batch_id} is greater than total_batches {batch.total_batches}")
     runtime = runtime_of(request)
-    if not batch.records:
-        return DataBatchResponse(status="accepted", version=batch.version, table=batch.table,
-                                 batch_id=batch.batch_id, rows=0, outcome="empty_noop")
     try:
+        async with runtime.ingest.slots:  # bounds how many parsed batches the API holds at once
+            batch = await parse_body(request, DataBatchRequest)
+            if batch.table not in TABLE_NAMES:
+                raise ApiError(400, f"table: unknown table {batch.table!r}; expected one of {', '.join(TABLE_NAMES)}")
+            if batch.batch_id > batch.total_batches:
+                raise ApiError(400, f"batch_id: {batch.batch_id} is greater than total_batches {batch.total_batches}")
+            if not batch.records:
+                return DataBatchResponse(status="accepted", version=batch.version, table=batch.table,
+                                         batch_id=batch.batch_id, rows=0, outcome="empty_noop")
+            prepared = await runtime.ingest.prepare(batch.version, batch.table, batch.records)
+            batch.records = []  # the parsed records are what the slots bound: gone before the log round trip
         accepted = await runtime.ingest.submit_batch(batch.version, batch.table, batch.batch_id,
-                                                     batch.total_batches, batch.records)
+                                                     batch.total_batches, prepared)
     except VersionClosed:
         raise ApiError(409, f"version {batch.version!r} is already committed and closed; "
                             "send new data as a new version") from None

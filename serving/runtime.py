@@ -84,7 +84,8 @@ class Runtime:
         )
         self.ingest = IngestService(self.event_log, self.ledger, self.ledger_follower,
                                     max_chunk_bytes=int(config.params["ingest"]["max_chunk_bytes"]),
-                                    compression=config.params["ingest"]["compression"])
+                                    compression=config.params["ingest"]["compression"],
+                                    parallel_batches=int(config.params["ingest"]["parallel_batches"]))
         self._saver: asyncio.Task | None = None
         self.started = False
 
