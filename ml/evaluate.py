@@ -46,6 +46,12 @@ class StateCache:
         self.keep = keep  # callers visit queries in cut order, so a couple of states bound the memory
         self.states: dict[int, State] = {}
 
+    def relevel(self, levels: dict[str, list[str]]) -> None:
+        """Encode the cached states, and those built later, with another model's categorical levels."""
+        self.levels = levels
+        for state in self.states.values():
+            encode_categoricals(state, levels)
+
     def __call__(self, cut: int) -> State:
         if cut not in self.states:
             while len(self.states) >= self.keep:

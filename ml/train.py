@@ -26,6 +26,7 @@ class TrainResult:
     params: dict[str, str]
     feature_names: list[str] = field(default_factory=list)
     features_count: int = 0
+    baseline_metrics: dict[str, float] | None = None  # the deployed model on the same hold-out
 
 
 @dataclass
@@ -112,7 +113,10 @@ def _platt(raw: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> tuple[fl
     return float(fit.coef_[0, 0]), float(fit.intercept_[0])
 
 
-def train(catalog: Path, out: Path, params: dict, seed: int) -> TrainResult:
+def train(catalog: Path, out: Path, params: dict, seed: int, baseline: Path | None = None) -> TrainResult:
+    """Train on `catalog`'s history and evaluate on its hold-out; with `baseline` (the deployed model's
+    file), score that model on the same hold-out too, so the deploy decision compares like with like
+    without loading the catalog a second time."""
     started = time.perf_counter()
     out = Path(out)
     history = load_history(Path(catalog))
@@ -188,8 +192,13 @@ def train(catalog: Path, out: Path, params: dict, seed: int) -> TrainResult:
     model.save(out)
     used = {key: str(value) for key, value in params.items()}
     used.update({"loss_function": best_loss, "best_iterations": str(best["iterations"]), "seed": str(seed)})
+    baseline_metrics = None
+    if baseline is not None:
+        deployed = LookalikeModel.load(Path(baseline))
+        states.relevel(deployed.levels)
+        baseline_metrics = score_holdout(deployed, plan, states, k, seed, int(params.get("thread_count", 4)))
     return TrainResult(model_path=model_path, metrics=metrics, params=used, feature_names=list(FEATURE_NAMES),
-                       features_count=len(FEATURE_NAMES))
+                       features_count=len(FEATURE_NAMES), baseline_metrics=baseline_metrics)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@
         │
     drift (against the data the deployed model was trained on; none before the first model)
         │first version or drift
-    train ─► evaluate against the deployed model on the same hold-out ─► deploy if not worse
+    train, and score the deployed model on the same hold-out ─► deploy if not worse
 
 Every stage's start, end and outcome is an event on the pipeline topic. A stage that raises ends
 the version with PipelineFailed; the deployed model keeps serving. On start the consumer folds the
@@ -227,28 +227,26 @@ class Pipeline:
                                f"({trained.reason})")
 
     async def train_and_deploy(self, version: str, catalog_dir: Path, catalog_prefix: str) -> None:
-        from ml import evaluate as ml_evaluate
         from ml import train as ml_train
 
         model_params = self.params["model"]
         seed = int(self.params["seed"])
         model_version = self.views.registry.next_model_version()
         started_at = now()
+        deployed = self.views.registry.deployed
         async with self.stage(version, "train") as summary:
             model_dir = self.local_dir("models", model_version)
             shutil.rmtree(model_dir, ignore_errors=True)
-            trained = await in_child(ml_train.train, catalog_dir, model_dir, model_params, seed)
+            # The deployed model is scored on the new model's hold-out in the same process.
+            baseline = (_model_file(self.fetch_dir(deployed.model_key, "models", deployed.model_version))
+                        if deployed is not None else None)
+            trained = await in_child(ml_train.train, catalog_dir, model_dir, model_params, seed, baseline)
             summary["text"] = f"map@100={trained.metrics.get('map_at_100', float('nan')):.4f}"
 
         async with self.stage(version, "deploy") as summary:
-            deployed = self.views.registry.deployed
             deploy, reason = True, "first model"
             if deployed is not None:
-                # Same hold-out for both: the previous model scored on the new catalog.
-                old_dir = self.fetch_dir(deployed.model_key, "models", deployed.model_version)
-                old_metrics = await in_child(
-                    ml_evaluate.evaluate, _model_file(old_dir), catalog_dir, model_params, seed)
-                new_map, old_map = trained.metrics["map_at_100"], old_metrics["map_at_100"]
+                new_map, old_map = trained.metrics["map_at_100"], trained.baseline_metrics["map_at_100"]
                 deploy = new_map >= old_map
                 reason = (f"map@100 {new_map:.4f} vs deployed {old_map:.4f} on the same hold-out: "
                           + ("deployed" if deploy else "kept the deployed model"))

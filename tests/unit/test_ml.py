@@ -147,8 +147,13 @@ def test_audience_never_contains_current_customers(trained):
 def test_scoring_is_deterministic(trained):
     base, result, scorer = trained
     other = Scorer(base / "bundle", result.model_path)
-    retrained = train(base / "catalog", base / "model_again", PARAMS, seed=42)
+    retrained = train(base / "catalog", base / "model_again", PARAMS, seed=42, baseline=result.model_path)
     third = Scorer(base / "bundle", retrained.model_path)
+    # The deployed model scored beside a new one (the deploy decision): the same model on the same
+    # hold-out, so every hold-out metric is identical.
+    held_out = {name: value for name, value in result.metrics.items() if name.startswith(("map_at", "precision_at"))}
+    assert held_out and {name: retrained.baseline_metrics[name] for name in held_out} == held_out
+    assert {name: retrained.metrics[name] for name in held_out} == held_out
     for offer_id, merchant in ((1, 1), (2, 2), (3, 3)):
         first = scorer.audience(offer_id, merchant, 100)
         assert other.audience(offer_id, merchant, 100) == first
