@@ -23,6 +23,7 @@ import logging
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import resource
 import shutil
 import time
 import traceback
@@ -67,7 +68,15 @@ async def in_child(fn, *args):
     model stay. Children fork from the fork server, a clean process that never ran the consumer's
     threads or sockets, and that has the stage libraries imported already."""
     with ProcessPoolExecutor(max_workers=1, mp_context=_children) as pool:
-        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+        result, peak_mb = await asyncio.get_running_loop().run_in_executor(pool, _measured, fn, *args)
+    log.info("%s.%s: peak resident memory %.0f MB", fn.__module__, fn.__name__, peak_mb)
+    return result
+
+
+def _measured(fn, *args):
+    """In the child: the function's result and the process's peak resident memory (MB), for the log."""
+    result = fn(*args)
+    return result, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KB
 
 
 class StageFailed(Exception):
