@@ -34,21 +34,37 @@ def read_table(directory: Path, table: str, columns: list[str] | None = None) ->
 
 
 def _merge_table(table: str, parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """The parts (older first) as one table, sorted by key, one row kept per key (or per distinct row).
+
+    Sort-based on purpose, and the rows are moved once: the order is found on the key columns alone,
+    then the kept rows are gathered in it. At full scale a hash `unique` and a sort of whole rows held
+    ~2x more (a 12M-row full snapshot onto a 10.7M-row catalog: 5.2 GB peak with a sort of whole rows).
+    """
     if not parts:
         return empty_frame(table)
-    rows = pl.concat(parts, how="vertical")
-    columns = list(TABLES[table].columns)
-    if table == "transaction":
-        # A transaction id names one event: a resent or corrected row replaces the older one.
-        rows = rows.filter(pl.col("transaction_id").is_not_null())
-        return rows.unique("transaction_id", keep="last", maintain_order=True).sort("transaction_id")
-    if table in _LATEST_BY_KEY:
-        key = list(_LATEST_BY_KEY[table])
-        rows = rows.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in key))
-        return rows.unique(key, keep="last", maintain_order=True).sort(key)
-    # offers (distinct rows: a repeated offer_id with another end_date is another row), rewards (exact
-    # duplicates are an artefact), and every other table: distinct rows.
-    return rows.unique(maintain_order=True).sort(columns, nulls_last=True)
+    rows = pl.concat(parts, how="vertical", rechunk=False)  # chunks side by side, no copy
+    keyed = table == "transaction" or table in _LATEST_BY_KEY
+    # A transaction id names one event, a user or merchant id one entity: a resent or corrected row
+    # replaces the older one. Offers (a repeated offer_id with another end_date is another row), rewards
+    # (exact duplicates are an artefact) and every other table: distinct rows.
+    columns = (["transaction_id"] if table == "transaction" else list(_LATEST_BY_KEY[table])) if keyed \
+        else list(TABLES[table].columns)
+    # Stable for keys: within a key the parts' order stays (older first), so the last row of a run is the
+    # newest. Equal rows of the other tables are interchangeable.
+    # (A DataFrame sort of the key columns with a row index is ~3x faster on offer_seens' 4 columns, but
+    # held 4.2 vs ~1.5 GB when a full snapshot meets the catalog: memory is the scarcer of the two.)
+    order = rows.select(pl.arg_sort_by(columns, maintain_order=keyed, nulls_last=True)).to_series()
+    boundary = pl.repeat(False, rows.height, dtype=pl.Boolean, eager=True)  # where a run of equal keys ends
+    has_key = pl.repeat(True, rows.height, dtype=pl.Boolean, eager=True)
+    for column in columns:  # one column at a time, in sorted order
+        values = rows[column].gather(order)
+        # keyed: the last row of each run (the newest), and only rows with a key; else the first of each run
+        boundary |= values.ne_missing(values.shift(-1 if keyed else 1))
+        if keyed:
+            has_key &= values.is_not_null()
+        del values
+    keep = boundary & has_key if keyed else boundary.scatter([0], True) if rows.height else boundary
+    return rows[order.filter(keep)]
 
 
 def merge(previous: Path | None, snapshot: Path, out: Path) -> dict[str, int]:
@@ -64,7 +80,7 @@ def merge(previous: Path | None, snapshot: Path, out: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     for table in TABLES:
         # Eager on purpose: polars' streaming engine took more memory here (5.6 vs 4.1 GB for 12M
-        # transactions), as a keyed unique and a full sort need all rows anyway.
+        # transactions), as a full sort needs all rows anyway.
         parts = [read_table(d, table) for d in (previous, snapshot) if d is not None and table_path(d, table).exists()]
         merged = _merge_table(table, parts)
         del parts

@@ -40,10 +40,12 @@ def top_k(scores: np.ndarray, user_ids: np.ndarray, k: int) -> np.ndarray:
 class StateCache:
     """States by cut day, encoded with the model's categorical levels (a cut costs a pass over the data)."""
 
-    def __init__(self, history: History, levels: dict[str, list[str]], keep: int = 2):
+    def __init__(self, history: History, levels: dict[str, list[str]], keep: int = 1):
         self.history = history
         self.levels = levels
-        self.keep = keep  # callers visit queries in cut order, so a couple of states bound the memory
+        # Callers visit queries in cut order, so one state at a time builds each cut once (a full-scale
+        # state holds ~400 MB).
+        self.keep = keep
         self.states: dict[int, State] = {}
 
     def relevel(self, levels: dict[str, list[str]]) -> None:

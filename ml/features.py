@@ -152,7 +152,10 @@ class History:
     def first_purchases(self) -> pl.DataFrame:
         """(u, b, first day) of every user-brand pair, computed once."""
         if self._first is None:
-            self._first = self.tx.group_by("u", "b").agg(pl.col("day").min().alias("first"))
+            # tx is sorted by (u, b, day): a pair's first purchase is the first row of its run (a
+            # filter, where a hash group_by held ~1 GB more at 12M rows).
+            new_pair = (pl.col("u") != pl.col("u").shift()) | (pl.col("b") != pl.col("b").shift())
+            self._first = self.tx.filter(new_pair.fill_null(True)).select("u", "b", pl.col("day").alias("first"))
         return self._first
 
     @property
@@ -406,13 +409,23 @@ class OfferUsers:
     indices: np.ndarray             # its column (user) indices, sorted within a row
 
     @classmethod
-    def build(cls, frame: pl.DataFrame, n_users: int) -> OfferUsers:
-        """From rows (offer_id, kind, u); repeated rows count once."""
-        offers = frame["offer_id"].to_numpy()
-        offer_ids = np.unique(offers)
-        rows = (np.searchsorted(offer_ids, offers) * 3 + frame["kind"].to_numpy()).astype(np.int32)
-        matrix = _csr(len(offer_ids) * 3, n_users, rows, frame["u"].to_numpy(), np.ones(frame.height, np.float32))
-        return cls(offer_ids, matrix.indptr, matrix.indices)
+    def build(cls, frame: pl.LazyFrame, n_users: int) -> OfferUsers:
+        """From rows (offer_id, kind, u); repeated rows count once.
+
+        Each row becomes one int64 cell number, (position of the offer * 3 + kind) * n_users + u: sorted
+        and deduplicated, the cells are the CSR structure (rows in order, users sorted within a row),
+        at 8 bytes a row instead of a COO matrix's ~4 copies (~1 GB less for 28M interactions).
+        """
+        offer_ids = np.sort(frame.select(pl.col("offer_id").unique()).collect(engine="streaming")["offer_id"]
+                            .to_numpy())
+        positions = pl.DataFrame({"offer_id": offer_ids}).with_row_index("position").lazy()
+        cell = ((pl.col("position").cast(pl.Int64) * 3 + pl.col("kind")) * n_users + pl.col("u")).alias("cell")
+        # Sorted, then the first of each run of equal cells (numpy 2.3's np.unique took 40 s here, this 3 s).
+        cells = frame.join(positions, on="offer_id").select(cell).collect(engine="streaming")["cell"].sort()
+        cells = cells.filter(cells.ne_missing(cells.shift())).to_numpy()
+        indptr = np.zeros(len(offer_ids) * 3 + 1, dtype=np.int64)
+        np.cumsum(np.bincount(cells // n_users, minlength=len(offer_ids) * 3), out=indptr[1:])
+        return cls(offer_ids, indptr, (cells % n_users).astype(np.int32))
 
     def users(self, offer_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """User indices (seen, activated, rewarded) of one offer; None for an offer nobody interacted with."""
@@ -450,8 +463,12 @@ def state_at(history: History, cut: int, offer_interactions_until: int | None = 
     (seen/activated/rewarded): those are whatever the catalog holds (optionally up to
     `offer_interactions_until`), because serving sees an offer's activations as they arrive."""
     n, n_brands = history.n_users, history.n_brands
-    tx = history.tx.filter(pl.col("day") < cut)
-    pairs = tx.group_by("u", "b").agg(pl.len().alias("n"), pl.col("day").min().alias("first")).sort("u", "b")
+    # Lazy, by the streaming engine: each aggregate below reads the transactions before the cut in
+    # chunks, never a filtered copy of them (~300 MB less at 12M rows); every result is sorted or
+    # scattered by index, so the engine's row order does not matter.
+    tx = history.tx.lazy().filter(pl.col("day") < cut)
+    pairs = (tx.group_by("u", "b").agg(pl.len().alias("n"), pl.col("day").min().alias("first"))
+             .collect(engine="streaming").sort("u", "b"))
     u = pairs["u"].to_numpy()
     b = pairs["b"].to_numpy()
     indptr = np.zeros(n + 1, dtype=np.int64)
@@ -469,12 +486,12 @@ def state_at(history: History, cut: int, offer_interactions_until: int | None = 
         (cut - pl.col("day").max()).alias("days_since_last_tx"),
         (cut - pl.col("day").min()).alias("tenure_days"),
         exact_mean("amount").alias("amount_level_all"),
-    )
+    ).collect(engine="streaming")
     activity_recent = recent.group_by("u").agg(
         pl.len().alias("tx_90d"), pl.col("day").n_unique().alias("active_days_90d"),
         exact_mean("online").alias("online_share_90d"), exact_mean("amount").alias("amount_level_90d"),
         pl.col("b").n_unique().alias("brands_90d"),
-    )
+    ).collect(engine="streaming")
     receipts = history.receipts.filter(pl.col("day") < cut)
     receipt_stats = receipts.group_by("u").agg(
         (pl.col("day") >= cut - RECENT_DAYS).sum().alias("receipts_90d"), pl.len().alias("receipts_total"),
@@ -519,7 +536,8 @@ def state_at(history: History, cut: int, offer_interactions_until: int | None = 
     new_30 = np.bincount(brand_of[first_days >= cut - 30], minlength=n_brands).astype(np.float64)
     new_90 = np.bincount(brand_of[first_days >= cut - RECENT_DAYS], minlength=n_brands).astype(np.float64)
     repeat = np.bincount(brand_of[pairs["n"].to_numpy() >= 2], minlength=n_brands).astype(np.float64)
-    brand_tx = tx.group_by("b").agg(exact_mean("amount").alias("price"), exact_mean("online").alias("online"))
+    brand_tx = tx.group_by("b").agg(exact_mean("amount").alias("price"), exact_mean("online").alias("online")
+                                    ).collect(engine="streaming")
     price = np.full(n_brands, np.nan)
     online = np.full(n_brands, np.nan)
     if brand_tx.height:
@@ -551,7 +569,7 @@ def state_at(history: History, cut: int, offer_interactions_until: int | None = 
     offer_frame = history.interactions.lazy()
     if offer_interactions_until is not None:
         offer_frame = offer_frame.filter(pl.col("day").is_null() | (pl.col("day") < offer_interactions_until))
-    offer_users = OfferUsers.build(offer_frame.select("offer_id", "kind", "u").collect(), n)
+    offer_users = OfferUsers.build(offer_frame.select("offer_id", "kind", "u"), n)
 
     user_raw = profile.select(CATEGORICAL)
     lift_codes = {}

@@ -37,7 +37,7 @@ def new_customers(
     return first.collect()
 
 
-def offers_ground_truth(transactions: pl.DataFrame, offers: pl.DataFrame, merchants: pl.DataFrame) -> pl.DataFrame:
+def offers_ground_truth(transactions: pl.LazyFrame | pl.DataFrame, offers: pl.DataFrame, merchants: pl.DataFrame) -> pl.DataFrame:
     """Ground truth of many offers at once: one row per (offer_id, merchant_id_offer, user_id).
 
     Offers are (offer_id, merchant_id_offer, start_date, end_date) rows; a merchant without a brand
@@ -50,11 +50,14 @@ def offers_ground_truth(transactions: pl.DataFrame, offers: pl.DataFrame, mercha
         .join(brands, on="merchant_id_offer", how="inner")
         .with_columns(pl.col("end_date").fill_null(OPEN_END).clip(upper_bound=OPEN_END))
     )
-    first = transactions.group_by("user_id", "brand_dk").agg(pl.col("event_date").min().alias("first_date"))
+    first = transactions.lazy().group_by("user_id", "brand_dk").agg(pl.col("event_date").min().alias("first_date"))
+    # By the streaming engine: the join pairs every offer with all its brand's customers (tens of
+    # millions of rows for a training plan), and is filtered chunk by chunk instead of materialised.
     return (
-        offer_brands.join(first, on="brand_dk", how="inner")
+        offer_brands.lazy().join(first, on="brand_dk", how="inner")
         .filter(pl.col("first_date").is_between(pl.col("start_date"), pl.col("end_date")))
         .select("offer_id", "merchant_id_offer", "user_id")
         .unique()
         .sort("offer_id", "merchant_id_offer", "user_id")
+        .collect(engine="streaming")
     )

@@ -51,9 +51,11 @@ class Audience:
 def build_bundle(catalog: Path, out: Path) -> dict:
     """The catalog's state after its last day, saved for serving (no raw transactions needed later)."""
     history = load_history(Path(catalog))
-    state = state_at(history, history.max_day + 1)
+    cut = history.max_day + 1
+    state = state_at(history, cut)
+    del history  # the raw rows (~1 GB at full scale) go before the derived matrices are built and saved
     state.save(Path(out))
-    return {"users": state.n_users, "brands": int(len(state.brand_ids)), "cut": str(history.max_day + 1),
+    return {"users": state.n_users, "brands": int(len(state.brand_ids)), "cut": str(cut),
             "offers": int(state.offers.height), "merchants": int(state.merchants.height),
             "user_brand_pairs": int(state.counts.nnz)}
 

@@ -158,6 +158,16 @@ def train(catalog: Path, out: Path, params: dict, seed: int, baseline: Path | No
         refit.fit(_pool(examples, np.ones(len(examples.labels), dtype=bool)))
         booster = refit
     trained = time.perf_counter()
+    iterations = best["iterations"]
+    validation_maps = {f"validation_map_at_{k}_{name}": float(t["map"]) for name, t in trials.items()}
+    example_counts = {
+        "train_rows": float(len(examples.labels)), "train_positives": float(examples.labels.sum()),
+        "train_queries": float(len(np.unique(examples.groups))),
+    }
+    # The hold-out scoring below builds its own states: the training matrix and the trial models'
+    # predictions go first (~0.6 GB at full scale).
+    del examples, best
+    trials.clear()
 
     meta = {
         "name": params.get("name", "lookalike-catboost"),
@@ -166,7 +176,7 @@ def train(catalog: Path, out: Path, params: dict, seed: int, baseline: Path | No
         "categorical_levels": levels,
         "calibration": [scale, shift],
         "loss_function": best_loss,
-        "iterations": best["iterations"],
+        "iterations": iterations,
         "thread_count": int(params.get("thread_count", 4)),
         "holdout_cut": str(np.datetime64(plan.holdout_cut, "D")),
         "train_cuts": [str(np.datetime64(c, "D")) for c in plan.train_cuts],
@@ -176,12 +186,11 @@ def train(catalog: Path, out: Path, params: dict, seed: int, baseline: Path | No
     model_path = model.save(out)
 
     metrics = score_holdout(model, plan, states, k, seed, int(params.get("thread_count", 4)))
-    metrics.update({f"validation_map_at_{k}_{name}": float(t["map"]) for name, t in trials.items()})
+    metrics.update(validation_maps)
+    metrics.update(example_counts)
     metrics.update({
-        "train_rows": float(len(examples.labels)), "train_positives": float(examples.labels.sum()),
-        "train_queries": float(len(np.unique(examples.groups))),
         "train_real_offer_queries": float(sum(1 for q in plan.train if q.real)),
-        "best_iterations": float(best["iterations"]),
+        "best_iterations": float(iterations),
         "examples_seconds": round(built - started, 2), "fit_seconds": round(trained - built, 2),
         "train_seconds": round(time.perf_counter() - started, 2),
     })
@@ -191,7 +200,7 @@ def train(catalog: Path, out: Path, params: dict, seed: int, baseline: Path | No
     meta["metrics"] = metrics
     model.save(out)
     used = {key: str(value) for key, value in params.items()}
-    used.update({"loss_function": best_loss, "best_iterations": str(best["iterations"]), "seed": str(seed)})
+    used.update({"loss_function": best_loss, "best_iterations": str(iterations), "seed": str(seed)})
     baseline_metrics = None
     if baseline is not None:
         deployed = LookalikeModel.load(Path(baseline))

@@ -29,6 +29,7 @@ import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from adapters.broker import EventLog, Follower, create_topics
 from adapters.lineage import Lineage
@@ -53,8 +54,10 @@ STAGE_MODULES = ["processors.pipeline", "ml.catalog", "ml.serving", "ml.train", 
 _children = multiprocessing.get_context("forkserver")
 _children.set_forkserver_preload(STAGE_MODULES)
 # The stages' allocator setting (see ml.ALLOCATOR_ENV), inherited by the fork server when it starts.
-for _name, _value in ALLOCATOR_ENV.items():
-    os.environ.setdefault(_name, _value)
+# Assigned, not defaulted: importing polars (done above, through the adapters) writes its own default
+# into the variable, and a default would then keep polars' setting in every stage. The fork server's
+# polars appends this value to its own, and the later setting wins.
+os.environ.update(ALLOCATOR_ENV)
 
 
 def start_stage_server() -> None:
@@ -67,10 +70,16 @@ async def in_child(fn, *args):
     and if the kernel kills it (out of memory), only this stage fails: the consumer and the served
     model stay. Children fork from the fork server, a clean process that never ran the consumer's
     threads or sockets, and that has the stage libraries imported already."""
+    result, _ = await measured_in_child(fn, *args)
+    return result
+
+
+async def measured_in_child(fn, *args) -> tuple[Any, float]:
+    """`in_child`, also returning the stage process's peak resident memory in MB (logged as well)."""
     with ProcessPoolExecutor(max_workers=1, mp_context=_children) as pool:
         result, peak_mb = await asyncio.get_running_loop().run_in_executor(pool, _measured, fn, *args)
     log.info("%s.%s: peak resident memory %.0f MB", fn.__module__, fn.__name__, peak_mb)
-    return result
+    return result, peak_mb
 
 
 def _measured(fn, *args):

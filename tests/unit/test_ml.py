@@ -71,6 +71,42 @@ def test_merge_dedups_and_is_idempotent(tmp_path):
         assert dict(read_table(tmp_path / "c3", table).schema) == TABLES[table].columns
 
 
+
+def test_merge_keeps_newest_row_per_key_and_distinct_rows(tmp_path):
+    """The sort-based merge against the plain definition (hash unique, then sort) on rows with repeats,
+    nulls, all-null rows and NaN, and a key resent within one part (its later row wins)."""
+    rng = np.random.default_rng(7)
+    n = 400
+    ids = rng.integers(0, 60, n)
+    tx = pl.DataFrame({
+        "transaction_id": [None if i == 0 else f"t{i}" for i in ids], "user_id": rng.integers(0, 9, n),
+        "merchant_id_tx": rng.integers(0, 3, n), "event_date": [dt.date(2025, 5, 1)] * n,
+        "amount_bucket": rng.choice(["0-100", "1k-5k"], n).tolist(), "online_transaction_flg": ["Y"] * n,
+        "brand_dk": rng.integers(0, 4, n)}, schema=TABLES["transaction"].columns)
+    rewards = pl.DataFrame({
+        "user_id": [None if u == 0 else u for u in rng.integers(0, 4, n).tolist()],
+        "offer_id": rng.integers(0, 3, n), "event_date": [None] * n,
+        "reward_amt": rng.choice([0.0, float("nan"), 1.0], n)}, schema=TABLES["offer_reward"].columns)
+    rewards = rewards.vstack(pl.DataFrame([[None] * 4] * 3, schema=TABLES["offer_reward"].columns, orient="row"))
+    for part, rows in (("v1", n // 2), ("v2", n)):
+        (tmp_path / part).mkdir()
+        tx[rows - n // 2:rows].write_parquet(tmp_path / part / "transaction.parquet")
+        rewards[rows - n // 2:rows + (3 if part == "v2" else 0)].write_parquet(tmp_path / part / "offer_reward.parquet")
+    # A table whose only rows are empty keeps one of them.
+    pl.DataFrame([[None] * 5] * 2, schema=TABLES["receipts"].columns, orient="row").write_parquet(
+        tmp_path / "v1" / "receipts.parquet")
+    merge(None, tmp_path / "v1", tmp_path / "c1")
+    merge(tmp_path / "c1", tmp_path / "v2", tmp_path / "c2")
+    assert read_table(tmp_path / "c2", "receipts").height == 1
+
+    expected_tx = (tx.filter(pl.col("transaction_id").is_not_null())
+                   .unique("transaction_id", keep="last", maintain_order=True).sort("transaction_id"))
+    assert read_table(tmp_path / "c2", "transaction").equals(expected_tx)
+    columns = list(TABLES["offer_reward"].columns)
+    expected_rewards = rewards.unique().sort(columns, nulls_last=True)
+    got = read_table(tmp_path / "c2", "offer_reward")
+    assert got.equals(expected_rewards) and got.filter(pl.all_horizontal(pl.all().is_null())).height == 1
+
 # --- ground truth and metrics ---------------------------------------------------------------------------
 
 def test_ground_truth_excludes_previous_customers():
