@@ -63,6 +63,8 @@ def _merge_table(table: str, parts: list[pl.DataFrame]) -> pl.DataFrame:
         if keyed:
             has_key &= values.is_not_null()
         del values
+    # The first row always starts a run; the loop misses it when its values are null (ne_missing counts
+    # them equal to the null its shift brings in).
     keep = boundary & has_key if keyed else boundary.scatter([0], True) if rows.height else boundary
     return rows[order.filter(keep)]
 
