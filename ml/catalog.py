@@ -8,8 +8,12 @@ import polars as pl
 
 from domain.tables import TABLES, empty_frame
 
-# Tables whose rows are entities: the last version's row for a key wins.
-_LATEST_BY_KEY = {"people": ("user_id",), "segments": ("user_id",), "merchant": ("merchant_id_offer",)}
+# Tables whose rows are keyed: a transaction id names one event, a user or merchant id one entity, so a
+# resent or corrected row replaces the older one (the last version's row for a key wins). Offers (a
+# repeated offer_id with another end_date is another row), rewards (exact duplicates are an artefact)
+# and every other table keep distinct rows.
+_LATEST_BY_KEY = {"transaction": ("transaction_id",), "people": ("user_id",), "segments": ("user_id",),
+                  "merchant": ("merchant_id_offer",)}
 
 
 def table_path(directory: Path, table: str) -> Path:
@@ -43,12 +47,8 @@ def _merge_table(table: str, parts: list[pl.DataFrame]) -> pl.DataFrame:
     if not parts:
         return empty_frame(table)
     rows = pl.concat(parts, how="vertical", rechunk=False)  # chunks side by side, no copy
-    keyed = table == "transaction" or table in _LATEST_BY_KEY
-    # A transaction id names one event, a user or merchant id one entity: a resent or corrected row
-    # replaces the older one. Offers (a repeated offer_id with another end_date is another row), rewards
-    # (exact duplicates are an artefact) and every other table: distinct rows.
-    columns = (["transaction_id"] if table == "transaction" else list(_LATEST_BY_KEY[table])) if keyed \
-        else list(TABLES[table].columns)
+    keyed = table in _LATEST_BY_KEY
+    columns = list(_LATEST_BY_KEY[table] if keyed else TABLES[table].columns)
     # Stable for keys: within a key the parts' order stays (older first), so the last row of a run is the
     # newest. Equal rows of the other tables are interchangeable.
     # (A DataFrame sort of the key columns with a row index is ~3x faster on offer_seens' 4 columns, but
