@@ -1,10 +1,20 @@
-"""Learning problems cut out of the catalog's history: queries (an offer at a cut day) with their ground truth.
+"""Learning problems cut out of the catalog's history: queries (an offer seen from a cut day) with their
+ground truth, in the three situations serving meets.
 
-Time split: the hold-out cut h = last day + 1 - horizon. Hold-out queries start at or after h; every
-training query's window ends before h, so no label the model learns from overlaps the hold-out.
-Queries are (a) pseudo-offers "brand b, window [T, T+horizon)" for the brands with most new customers
-and (b) real offers whose window the data covers, with their own duration, text and history.
-Ground truth always comes from `ml.ground_truth.offers_ground_truth` (one definition).
+A query is an offer (its brand, window, text and id) and a cut day c, the state its features come
+from (every fact before c). Where c sits in the offer's window decides its kind:
+  - fresh: the offer starts at c or within `horizon` days after it (nothing of its own is known yet);
+  - far: it starts `horizon` days or more after c;
+  - running: it started before c and still runs (who saw and activated it, who already converted are known).
+Candidates are the users with no purchase at the brand before c; the label is a first purchase at the
+brand inside [max(start, c), end]. For a running offer the users whose first purchase fell inside the
+window before c are certain new customers (`certain`): serving ranks them first, so evaluation does too.
+
+Time split: the hold-out cut h = last day + 1 - horizon. Every training label ends before h; the
+hold-out's labels run from h to the last day. Training queries are pseudo-offers "brand b, window
+[T, T+horizon)" (fresh), the same starting later (far), and real offers at the monthly cuts and at the
+days where most real offers run (running). Ground truth always comes from
+`ml.ground_truth.offers_ground_truth` (one definition).
 """
 from __future__ import annotations
 
@@ -17,15 +27,26 @@ from ml.features import History, OfferSpec, date_of
 from ml.ground_truth import offers_ground_truth
 
 WARMUP_DAYS = 60
+KINDS = ("fresh", "running", "far")
+MAX_FAR_DAYS = 120          # real offers starting up to this long after a cut are far queries of it
+MIN_DAYS_AHEAD = 7          # a running query needs this many label days after its cut
 
 
 @dataclass(frozen=True)
 class Query:
-    key: int            # synthetic id, unique within a plan
+    key: int               # synthetic id, unique within a plan
     spec: OfferSpec
-    cut: int            # the state the features come from (the offer's start)
+    cut: int               # the state the features come from
+    kind: str              # fresh | running | far
     real: bool
-    positives: np.ndarray  # user indices of the ground truth
+    label_end: int         # last day of the label window (the offer's end, clipped to known data)
+    positives: np.ndarray  # candidates (no purchase before the cut) whose first purchase falls in the label window
+    certain: np.ndarray    # first purchase inside the window before the cut (running offers)
+
+    @property
+    def relevant(self) -> np.ndarray:
+        """The offer's ground truth as far as the data reaches: certain converts and positives."""
+        return np.union1d(self.certain, self.positives)
 
 
 @dataclass
@@ -37,7 +58,13 @@ class Plan:
 
     @property
     def validation_cut(self) -> int | None:
-        return max((q.cut for q in self.train), default=None)
+        return max(self.train_cuts, default=None)
+
+
+def kind_of(spec: OfferSpec, cut: int, horizon: int) -> str:
+    if spec.start_day < cut:
+        return "running"
+    return "fresh" if spec.start_day - cut < horizon else "far"
 
 
 def _brand_texts(history: History) -> dict[int, str]:
@@ -47,25 +74,38 @@ def _brand_texts(history: History) -> dict[int, str]:
     return dict(zip(rows["b"].to_list(), rows["offer_text"].to_list()))
 
 
-def _ground_truth(history: History, queries: list[tuple[OfferSpec, int, bool]]) -> list[Query]:
-    if not queries:
-        return []
-    keys = np.arange(len(queries))
-    brand_dk = [int(history.brand_ids[spec.brand]) for spec, _, _ in queries]
+def _users_by_key(history: History, specs: list[OfferSpec], starts: list[int], ends: list[int]) -> dict[int, np.ndarray]:
+    """Per position in `specs`: user indices whose first purchase at the spec's brand falls in [start, end]."""
+    keys = np.arange(len(specs))
     offers = pl.DataFrame({
         "offer_id": keys, "merchant_id_offer": keys,
-        "start_date": [date_of(spec.start_day) for spec, _, _ in queries],
-        "end_date": [date_of(min(spec.end_day, history.max_day)) for spec, _, _ in queries],
+        "start_date": [date_of(s) for s in starts], "end_date": [date_of(e) for e in ends],
     })
-    merchants = pl.DataFrame({"merchant_id_offer": keys, "brand_dk": brand_dk})
+    merchants = pl.DataFrame({"merchant_id_offer": keys,
+                              "brand_dk": [int(history.brand_ids[spec.brand]) for spec in specs]})
     truth = offers_ground_truth(history.transactions, offers, merchants)
     users = pl.DataFrame({"user_id": history.user_ids}).with_row_index("u")
     truth = truth.join(users, on="user_id", how="inner")
-    grouped = {int(k): np.sort(g["u"].to_numpy().astype(np.int32))
-               for (k,), g in truth.group_by(["offer_id"], maintain_order=True)}
+    return {int(k): np.sort(g["u"].to_numpy().astype(np.int32))
+            for (k,), g in truth.group_by(["offer_id"], maintain_order=True)}
+
+
+def _queries(history: History, wanted: list[tuple[OfferSpec, int, bool]], limit: int, horizon: int) -> list[Query]:
+    """Ground truth of (spec, cut, real) with labels up to `limit`; queries without a label day are dropped."""
+    wanted = [(spec, cut, real) for spec, cut, real in wanted if max(spec.start_day, cut) <= min(spec.last_day, limit)]
+    if not wanted:
+        return []
+    specs = [spec for spec, _, _ in wanted]
+    label_ends = [min(spec.last_day, limit) for spec in specs]
+    positives = _users_by_key(history, specs, [max(spec.start_day, cut) for spec, cut, _ in wanted], label_ends)
+    running = [i for i, (spec, cut, _) in enumerate(wanted) if spec.start_day < cut]
+    certain_by_running = _users_by_key(history, [specs[i] for i in running], [specs[i].start_day for i in running],
+                                       [wanted[i][1] - 1 for i in running]) if running else {}
+    certain = {i: certain_by_running.get(j) for j, i in enumerate(running)}
     empty = np.zeros(0, dtype=np.int32)
-    return [Query(key=int(k), spec=spec, cut=cut, real=real, positives=grouped.get(int(k), empty))
-            for k, (spec, cut, real) in zip(keys, queries)]
+    return [Query(key=i, spec=spec, cut=cut, kind=kind_of(spec, cut, horizon), real=real, label_end=label_ends[i],
+                  positives=positives.get(i, empty), certain=certain.get(i) if certain.get(i) is not None else empty)
+            for i, (spec, cut, real) in enumerate(wanted)]
 
 
 def _new_customer_counts(history: History, start: int, end: int) -> pl.DataFrame:
@@ -75,16 +115,45 @@ def _new_customer_counts(history: History, start: int, end: int) -> pl.DataFrame
             .sort(["len", "b"], descending=[True, False]))
 
 
-def _real_offers(history: History, lo: int, hi: int, end_limit: int) -> pl.DataFrame:
-    """Real offers with a brand, starting in [lo, hi], window clipped to `end_limit`; one row per
-    (offer_id, merchant) with the latest end (as serving picks it)."""
+def _real_offers(history: History) -> pl.DataFrame:
+    """Real offers with a brand, one row per (offer_id, merchant) with the latest end (as serving picks it)."""
     return (
-        history.offers.filter((pl.col("b") >= 0) & pl.col("start_day").is_between(lo, hi))
+        history.offers.filter(pl.col("b") >= 0)
         .sort("offer_id", "merchant_id_offer", "end_day", descending=[False, False, True])
         .unique(["offer_id", "merchant_id_offer"], keep="first")
-        .with_columns(pl.min_horizontal("end_day", pl.lit(end_limit)).alias("clipped_end"))
         .sort("offer_id", "merchant_id_offer")
     )
+
+
+def _real_spec(row: dict) -> OfferSpec:
+    return OfferSpec(brand=int(row["b"]), start_day=int(row["start_day"]), end_day=int(row["end_day"]),
+                     text=row["offer_text"], offer_id=int(row["offer_id"]))
+
+
+def _real_at(offers: pl.DataFrame, cut: int, limit: int, horizon: int, per_kind: int) -> list[tuple[OfferSpec, int, bool]]:
+    """Real offers seen from `cut`, at most `per_kind` of each kind, labels ending by `limit`."""
+    specs = [_real_spec(row) for row in offers.filter(pl.col("start_day") <= limit).iter_rows(named=True)]
+    chosen: list[tuple[OfferSpec, int, bool]] = []
+    for kind in KINDS:
+        of_kind = [spec for spec in specs if kind_of(spec, cut, horizon) == kind
+                   and (kind != "running" or min(spec.last_day, limit) - cut + 1 >= MIN_DAYS_AHEAD)
+                   and (kind != "far" or spec.start_day - cut <= MAX_FAR_DAYS)]
+        chosen.extend((spec, cut, True) for spec in of_kind[:per_kind])
+    return chosen
+
+
+def _running_cuts(offers: pl.DataFrame, earliest: int, limit: int, taken: list[int], count: int) -> list[int]:
+    """Days (weekly steps) where most real offers run with MIN_DAYS_AHEAD label days left: extra training
+    cuts, so the model learns what an offer's exposure so far says (ties: the later day)."""
+    if count <= 0 or offers.height == 0:
+        return []
+    days = np.arange(earliest, limit - MIN_DAYS_AHEAD + 2, 7)
+    starts = offers["start_day"].to_numpy()
+    ends = np.minimum(offers["end_day"].to_numpy(), limit)
+    running = ((starts[None, :] < days[:, None]) & (ends[None, :] - days[:, None] + 1 >= MIN_DAYS_AHEAD)).sum(axis=1)
+    order = np.lexsort((-days, -running))
+    picked = [int(days[i]) for i in order if running[i] > 0 and int(days[i]) not in taken]
+    return sorted(picked[:count])
 
 
 def make_plan(history: History, params: dict) -> Plan:
@@ -93,53 +162,55 @@ def make_plan(history: History, params: dict) -> Plan:
     max_brands = int(params.get("max_brands", 400))
     eval_offers = int(params.get("eval_offers", 60))
     max_real = int(params.get("max_real_offers", 300))
-    max_offer_cuts = int(params.get("max_offer_cuts", 4))
+    max_offer_cuts = int(params.get("max_offer_cuts", 2))
     min_positives = int(params.get("min_positives", 2))
+    far_gaps = [int(g) for g in params.get("far_gaps_days", [horizon, 2 * horizon])]
     texts = _brand_texts(history)
+    offers = _real_offers(history)
 
     holdout_cut = history.max_day + 1 - horizon
+    limit = holdout_cut - 1
     earliest = history.min_day + min(WARMUP_DAYS, max((history.max_day - history.min_day) // 4, 7))
-    train_cuts = [holdout_cut - horizon * k for k in range(1, n_cuts + 1) if holdout_cut - horizon * k >= earliest]
-    train_cuts = sorted(train_cuts)
+    train_cuts = sorted(holdout_cut - horizon * k for k in range(1, n_cuts + 1) if holdout_cut - horizon * k >= earliest)
+    running_cuts = _running_cuts(offers, earliest, limit, train_cuts, max_offer_cuts)
 
-    # Pseudo-offers for training: brands with most new customers over the training windows.
+    # Pseudo-offers of the brands with most new customers over the training windows: fresh at each
+    # monthly cut, and far (starting far_gaps days later) where the window still ends before the hold-out.
     wanted: list[tuple[OfferSpec, int, bool]] = []
     if train_cuts:
-        totals = _new_customer_counts(history, train_cuts[0], holdout_cut - 1)
+        totals = _new_customer_counts(history, train_cuts[0], limit)
         brands = totals.filter(pl.col("len") >= min_positives)["b"].head(max_brands).to_list()
         for cut in train_cuts:
-            for b in brands:
-                wanted.append((OfferSpec(brand=int(b), start_day=cut, end_day=cut + horizon - 1,
-                                         text=texts.get(int(b))), cut, False))
-    # Real offers whose whole window lies before the hold-out.
-    real = _real_offers(history, earliest, holdout_cut - 1, history.max_day).filter(
-        pl.col("clipped_end") < holdout_cut)
-    real = _limit_cuts(real, max_offer_cuts)
-    for row in real.head(max_real).iter_rows(named=True):
-        wanted.append((OfferSpec(brand=int(row["b"]), start_day=int(row["start_day"]), end_day=int(row["end_day"]),
-                                 text=row["offer_text"], offer_id=int(row["offer_id"])), int(row["start_day"]), True))
-    train = [q for q in _ground_truth(history, wanted) if len(q.positives) >= (1 if q.real else min_positives)]
+            for gap in [0, *far_gaps]:
+                if cut + gap + horizon - 1 > limit:
+                    continue
+                wanted.extend((OfferSpec(brand=int(b), start_day=cut + gap, end_day=cut + gap + horizon - 1,
+                                         text=texts.get(int(b))), cut, False) for b in brands)
+    all_cuts = sorted(train_cuts + running_cuts)
+    per_kind = max(1, max_real // max(len(all_cuts) * len(KINDS), 1))
+    for cut in all_cuts:
+        wanted.extend(_real_at(offers, cut, limit, horizon, per_kind))
+    train = [q for q in _queries(history, wanted, limit, horizon)
+             if len(q.positives) >= (1 if q.real else min_positives)]
 
-    # Hold-out: real offers starting in the hold-out period, then pseudo-offers of the busiest brands.
-    held: list[tuple[OfferSpec, int, bool]] = []
-    real_held = _limit_cuts(_real_offers(history, holdout_cut, history.max_day, history.max_day), max_offer_cuts)
-    for row in real_held.iter_rows(named=True):
-        held.append((OfferSpec(brand=int(row["b"]), start_day=int(row["start_day"]), end_day=int(row["end_day"]),
-                               text=row["offer_text"], offer_id=int(row["offer_id"])), int(row["start_day"]), True))
-    counts = _new_customer_counts(history, holdout_cut, history.max_day)
-    for b in counts["b"].head(eval_offers).to_list():
-        held.append((OfferSpec(brand=int(b), start_day=holdout_cut, end_day=history.max_day, text=texts.get(int(b))),
-                     holdout_cut, False))
-    holdout = [q for q in _ground_truth(history, held) if len(q.positives) > 0]
-    real_part = sorted((q for q in holdout if q.real), key=lambda q: (-len(q.positives), q.key))[: eval_offers // 2]
-    pseudo_part = [q for q in holdout if not q.real][: eval_offers - len(real_part)]
-    return Plan(holdout_cut=holdout_cut, train_cuts=train_cuts, train=train,
-                holdout=sorted(real_part + pseudo_part, key=lambda q: q.key))
-
-
-def _limit_cuts(offers: pl.DataFrame, max_cuts: int) -> pl.DataFrame:
-    """Each distinct start day costs a state: keep the start days that carry the most offers."""
-    if offers.height == 0:
-        return offers
-    days = offers.group_by("start_day").len().sort(["len", "start_day"], descending=[True, False]).head(max_cuts)
-    return offers.filter(pl.col("start_day").is_in(days["start_day"].to_list()))
+    # Hold-out: labels from the hold-out cut to the last day. Fresh and running offers are seen from the
+    # hold-out cut; far ones from far_gaps[-1] days before it, starting at or after the hold-out cut.
+    last = history.max_day
+    busiest = [int(b) for b in _new_customer_counts(history, holdout_cut, last)["b"].head(eval_offers).to_list()]
+    pseudo = [OfferSpec(brand=b, start_day=holdout_cut, end_day=last, text=texts.get(b)) for b in busiest]
+    held = [(spec, cut, real) for spec, cut, real in _real_at(offers, holdout_cut, last, horizon, eval_offers)
+            if kind_of(spec, cut, horizon) != "far"]
+    held.extend((spec, holdout_cut, False) for spec in pseudo)
+    far_cut = holdout_cut - max(far_gaps, default=2 * horizon)
+    if far_cut >= history.min_day:
+        far_offers = offers.filter(pl.col("start_day") >= holdout_cut)
+        held.extend((spec, cut, real) for spec, cut, real in _real_at(far_offers, far_cut, last, horizon, eval_offers)
+                    if kind_of(spec, cut, horizon) == "far")
+        held.extend((spec, far_cut, False) for spec in pseudo)
+    holdout = [q for q in _queries(history, held, last, horizon) if len(q.relevant) > 0]
+    chosen: list[Query] = []
+    for kind in KINDS:
+        of_kind = [q for q in holdout if q.kind == kind]
+        real = sorted((q for q in of_kind if q.real), key=lambda q: (-len(q.relevant), q.key))[: eval_offers // 2]
+        chosen.extend(real + [q for q in of_kind if not q.real][: eval_offers - len(real)])
+    return Plan(holdout_cut=holdout_cut, train_cuts=all_cuts, train=train, holdout=sorted(chosen, key=lambda q: q.key))

@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from ml.features import (
-    CATEGORICAL, EPOCH, OPEN_END_DAY, OfferSpec, State, brand_column, encode_categoricals, load_history,
+    CATEGORICAL, EPOCH, FEATURE_NAMES, OPEN_END_DAY, OfferSpec, State, brand_column, encode_categoricals, load_history,
     offer_features, state_at,
 )
 from ml.ground_truth import OPEN_END
@@ -74,6 +74,8 @@ class Scorer:
     def __init__(self, bundle_dir: Path, model_path: Path, thread_count: int | None = None):
         self.state: State = State.load(Path(bundle_dir))
         self.model = LookalikeModel.load(Path(model_path))
+        if self.model.feature_names != FEATURE_NAMES:
+            raise ValueError(f"model {model_path} was trained on another feature set than this release computes")
         encode_categoricals(self.state, self.model.levels)
         self.state.derived()
         self.thread_count = thread_count or int(self.model.meta.get("thread_count", 4))

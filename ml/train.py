@@ -27,6 +27,10 @@ class TrainResult:
     feature_names: list[str] = field(default_factory=list)
     features_count: int = 0
     baseline_metrics: dict[str, float] | None = None  # the deployed model on the same hold-out
+    # AP@100 per hold-out query (by query key) of the new model and of the deployed one: a deploy
+    # decision compares them offer by offer.
+    holdout_ap: dict[int, float] = field(default_factory=dict)
+    baseline_holdout_ap: dict[int, float] | None = None
 
 
 @dataclass
@@ -127,10 +131,9 @@ def train(catalog: Path, out: Path, params: dict, seed: int, baseline: Path | No
     k = int(params.get("eval_top_k", 100))
     built = time.perf_counter()
 
-    # Inner validation: the latest training cut (time split inside the training period).
-    cuts = np.unique(examples.cuts)
-    if len(cuts) >= 2:
-        validation = examples.cuts == cuts[-1]
+    # Inner validation: the latest monthly cut and after (a time split inside the training period).
+    if len(np.unique(examples.cuts)) >= 2 and (examples.cuts < plan.validation_cut).any():
+        validation = examples.cuts >= plan.validation_cut
     else:
         validation = (examples.groups % 5) == 0
     fit_part = ~validation
@@ -185,7 +188,8 @@ def train(catalog: Path, out: Path, params: dict, seed: int, baseline: Path | No
     model = LookalikeModel(booster=booster, meta=meta)
     model_path = model.save(out)
 
-    metrics = score_holdout(model, plan, states, k, seed, int(params.get("thread_count", 4)))
+    scored = score_holdout(model, plan, states, k, seed, int(params.get("thread_count", 4)))
+    metrics = scored.metrics
     metrics.update(validation_maps)
     metrics.update(example_counts)
     metrics.update({
@@ -201,13 +205,19 @@ def train(catalog: Path, out: Path, params: dict, seed: int, baseline: Path | No
     model.save(out)
     used = {key: str(value) for key, value in params.items()}
     used.update({"loss_function": best_loss, "best_iterations": str(iterations), "seed": str(seed)})
-    baseline_metrics = None
+    baseline_metrics = baseline_ap = None
     if baseline is not None:
         deployed = LookalikeModel.load(Path(baseline))
-        states.relevel(deployed.levels)
-        baseline_metrics = score_holdout(deployed, plan, states, k, seed, int(params.get("thread_count", 4)))
+        # A model of another feature set (an older release) cannot be scored on these features: the
+        # decision then has no comparison to make.
+        if deployed.feature_names == FEATURE_NAMES:
+            states.relevel(deployed.levels)
+            old = score_holdout(deployed, plan, states, k, seed, int(params.get("thread_count", 4)),
+                                with_baselines=False)
+            baseline_metrics, baseline_ap = old.metrics, old.average_precision
     return TrainResult(model_path=model_path, metrics=metrics, params=used, feature_names=list(FEATURE_NAMES),
-                       features_count=len(FEATURE_NAMES), baseline_metrics=baseline_metrics)
+                       features_count=len(FEATURE_NAMES), baseline_metrics=baseline_metrics,
+                       holdout_ap=scored.average_precision, baseline_holdout_ap=baseline_ap)
 
 
 def main() -> None:

@@ -263,7 +263,9 @@ class Pipeline:
 
         async with self.stage(version, "deploy") as summary:
             deploy, reason = True, "first model"
-            if deployed is not None:
+            if deployed is not None and trained.baseline_metrics is None:
+                reason = "the deployed model was trained on another feature set: replaced"
+            elif deployed is not None:
                 new_map, old_map = trained.metrics["map_at_100"], trained.baseline_metrics["map_at_100"]
                 deploy = new_map >= old_map
                 reason = (f"map@100 {new_map:.4f} vs deployed {old_map:.4f} on the same hold-out: "

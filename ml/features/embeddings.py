@@ -1,0 +1,48 @@
+"""User and brand embeddings learnt from the whole purchase matrix (implicit-feedback ALS).
+
+Why: the raw user x brand vectors are sparse (a client buys at a few dozen of thousands of brands), so
+two clients with the same tastes often share no brand at all; factors learnt from everyone's purchases
+place them close anyway. This is the "global embeddings" half of look-alike systems (Pinterest,
+"Finding Users Who Act Alike", KDD 2019); the per-offer half is the ranker.
+
+`implicit`'s ALS (Hu, Koren, Volinsky 2008) is a well-kept implementation of exactly this model:
+deterministic for a fixed seed, a few seconds on 50k x 6k. The matrix is BM25-weighted purchase
+counts, the usual input for ALS on implicit feedback (frequent brands and heavy buyers do not drown
+the rest).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+from threadpoolctl import threadpool_limits
+
+FACTORS = 32
+ITERATIONS = 15
+REGULARIZATION = 0.05
+SEED = 0  # factors are only compared within one state, so any fixed seed will do
+
+
+def fit(counts: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """(user factors n_users x FACTORS, brand factors n_brands x FACTORS), float32; zeros when the
+    matrix is too small to factorise."""
+    from implicit.cpu.als import AlternatingLeastSquares
+    from implicit.nearest_neighbours import bm25_weight
+
+    n_users, n_brands = counts.shape
+    if counts.nnz == 0 or min(n_users, n_brands) <= FACTORS:
+        return np.zeros((n_users, FACTORS), np.float32), np.zeros((n_brands, FACTORS), np.float32)
+    weighted = bm25_weight(counts.astype(np.float32), K1=100, B=0.8).tocsr().astype(np.float32)
+    # ALS parallelises over users itself; BLAS threads inside it only contend (implicit checks this
+    # when the model is built).
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(factors=FACTORS, iterations=ITERATIONS, regularization=REGULARIZATION,
+                                        random_state=SEED, calculate_training_loss=False)
+        model.fit(weighted, show_progress=False)
+    return (np.ascontiguousarray(model.user_factors, dtype=np.float32),
+            np.ascontiguousarray(model.item_factors, dtype=np.float32))
+
+
+def normalised(factors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero): dot products become cosines."""
+    norms = np.linalg.norm(factors, axis=1, keepdims=True)
+    return np.where(norms > 0, factors / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
