@@ -198,7 +198,7 @@ def train(catalog: Path, out: Path, params: dict, seed: int, baseline: Path | No
         "examples_seconds": round(built - started, 2), "fit_seconds": round(trained - built, 2),
         "train_seconds": round(time.perf_counter() - started, 2),
     })
-    importance = booster.get_feature_importance()
+    importance = booster.get_feature_importance(type="PredictionValuesChange")
     meta["feature_importance"] = {name: round(float(v), 3) for name, v in
                                   sorted(zip(FEATURE_NAMES, importance), key=lambda item: -item[1])}
     meta["metrics"] = metrics

@@ -35,6 +35,8 @@ PAIR_FEATURES = [
 # for the brand, and the user's similarity to the brand's customers, to its recent new customers (the
 # seed audience) and to the offer's own converts so far (users who already answered this offer).
 EMBEDDING_FEATURES = ["mf_score", "mf_customers_similarity", "mf_seed_similarity", "mf_window_converts_similarity"]
+# What the user's latest adoptions say about the brand being next (ml.features.sequences).
+SEQUENCE_FEATURES = ["next_after_last", "next_after_recent"]
 # The offer itself, and where the scoring day sits in its window: days until its start (negative once
 # it runs) and days of window still ahead.
 OFFER_FEATURES = [
@@ -48,7 +50,7 @@ EXPOSURE_FEATURES = [
     "offer_seen_users_log", "offer_activation_share", "offer_window_converts_log",
 ]
 FEATURE_NAMES = [*CATEGORICAL, *USER_NUMERIC, *BRAND_FEATURES, *PAIR_FEATURES, *EMBEDDING_FEATURES,
-                 *OFFER_FEATURES, *EXPOSURE_FEATURES]
+                 *SEQUENCE_FEATURES, *OFFER_FEATURES, *EXPOSURE_FEATURES]
 FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 USER_INDEX = {name: i for i, name in enumerate(USER_NUMERIC)}
 BRAND_INDEX = {name: i for i, name in enumerate(BRAND_STATS)}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ml.features import sequences
 from ml.features.names import BRAND_FEATURES, BRAND_INDEX, FEATURE_NAMES, LIFT_ATTRIBUTES, OFFER_FEATURES, USER_INDEX
 from ml.features.parsing import OPEN_DURATION_DAYS, OPEN_END_DAY, date_of, text_signal
 from ml.features.state import RECENT_DAYS, State
@@ -192,6 +193,7 @@ def offer_features(state: State, offer: OfferSpec, rows: np.ndarray | None = Non
         "pair": np.column_stack([affinity, recent_affinity, item_mean, item_max, item_sum, category_affinity,
                                  price_gap, online_gap, *lifts, segment_recent]),
         "embedding": _embedding_block(state, brand, groups, rows),
+        "sequence": np.column_stack(sequences.next_brand_scores(state.adoptions, brand, rows)),
         "offer": np.broadcast_to(_offer_block(state, offer), (m, len(OFFER_FEATURES))),
         "exposure": _exposure_block(state, offer, groups, rows),
     }

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 from scipy import sparse
 
-from ml.features import embeddings
+from ml.features import embeddings, sequences
 from ml.features.history import History
 from ml.features.names import BRAND_STATS, CATEGORICAL, FEATURE_NAMES, LIFT_ATTRIBUTES, USER_NUMERIC
 from ml.features.parsing import date_of
@@ -49,6 +49,7 @@ class State:
     merchants: pl.DataFrame
     user_factors: np.ndarray        # n_users x embeddings.FACTORS (ALS), float32
     brand_factors: np.ndarray       # n_brands x embeddings.FACTORS
+    adoptions: sequences.Adoptions  # brand-to-brand transitions and each user's latest adoptions
     lift_codes: dict[str, np.ndarray] = field(default_factory=dict)
     # Derived once (saved with a bundle): normalised matrices, column views, attribute priors.
     _derived: dict = field(default_factory=dict, repr=False)
@@ -90,7 +91,8 @@ class State:
     def _sparse(self) -> dict[str, sparse.spmatrix]:
         derived = self.derived()
         return {"counts": self.counts, "first": self.first, "brand_seen": self.brand_seen,
-                "brand_activated": self.brand_activated, **{name: derived[name] for name in DERIVED_MATRICES}}
+                "brand_activated": self.brand_activated, "transitions": self.adoptions.transitions,
+                "recent_adoptions": self.adoptions.recent, **{name: derived[name] for name in DERIVED_MATRICES}}
 
     def save(self, out: Path) -> None:
         out = Path(out)
@@ -110,6 +112,7 @@ class State:
         np.save(arrays / "category_share.npy", self.category_share)
         np.save(arrays / "user_factors.npy", self.user_factors)
         np.save(arrays / "brand_factors.npy", self.brand_factors)
+        np.save(arrays / "last_adoption.npy", self.adoptions.last)
         for part in ("offer_ids", "indptr", "indices"):
             np.save(arrays / f"offer_users.{part}.npy", getattr(self.offer_users, part))
         for name, codes in self.lift_codes.items():
@@ -151,6 +154,8 @@ class State:
             offers=pl.read_parquet(directory / "offers.parquet"),
             merchants=pl.read_parquet(directory / "merchants.parquet"),
             user_factors=array("user_factors"), brand_factors=array("brand_factors"),
+            adoptions=sequences.Adoptions(transitions=matrix("transitions"), last=array("last_adoption"),
+                                          recent=matrix("recent_adoptions")),
             lift_codes={name: array(f"lift.{name}") for name in meta["lift_attributes"]},
         )
         state._set_derived({name: matrix(name) for name in DERIVED_MATRICES})
@@ -333,6 +338,7 @@ def state_at(history: History, cut: int, exposure_as_of: int | None = None) -> S
         offer_frame = offer_frame.filter(pl.col("day").is_null() | known)
     offer_users = OfferUsers.build(offer_frame.select("offer_id", "kind", "u"), n)
     user_factors, brand_factors = embeddings.fit(counts)
+    adoptions = sequences.build(u, b, first_days, n, n_brands, history.min_day, cut)
 
     user_raw = profile.select(CATEGORICAL)
     lift_codes = {}
@@ -345,6 +351,7 @@ def state_at(history: History, cut: int, exposure_as_of: int | None = None) -> S
         user_numeric=user_numeric, counts=counts, first=first, brand_stats=brand_stats, category_share=share,
         brand_seen=brand_seen, brand_activated=brand_activated, offer_users=offer_users,
         offers=history.offers, merchants=history.merchants, user_factors=user_factors, brand_factors=brand_factors,
+        adoptions=adoptions,
         lift_codes=lift_codes,
     )
 
