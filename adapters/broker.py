@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from adapters import broker_compat
@@ -21,25 +22,52 @@ broker_compat.install()
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
+def declared_topics(settings: Settings) -> dict[str, dict[str, str]]:
+    """Every topic of the topology and Faust's own, by its name on the broker, with its settings."""
+    declared = {settings.topic(topic.name): dict(topic.config) for topic in TOPICS}
+    declared.update({f"{settings.deployment}-{topic.name}": dict(topic.config) for topic in FAUST_INTERNAL})
+    return declared
+
+
 async def create_topics(settings: Settings) -> list[str]:
-    """Create every topic of the topology and Faust's own (idempotent), before any process starts."""
+    """Create every declared topic with its settings (idempotent), before any process starts; a topic
+    that exists with other settings (an older deployment's, or the broker's defaults) gets the
+    declared ones. Returns the topics created."""
+    declared = declared_topics(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [settings.topic(topic.name) for topic in TOPICS]
-        wanted += [f"{settings.deployment}-{name}" for name in FAUST_INTERNAL]
-        missing = [name for name in wanted if name not in existing]
+        missing = [name for name in declared if name not in existing]
         if missing:
             try:
-                await admin.create_topics(
-                    [NewTopic(name, num_partitions=1, replication_factor=1) for name in missing]
-                )
+                await admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1,
+                                                    topic_configs=declared[name]) for name in missing])
             except TopicAlreadyExistsError:
                 pass
+        found = [name for name in declared if name in existing]
+        if found:
+            current = await topic_configs(admin, found)
+            stale = [name for name in found if any(current[name].get(k) != v for k, v in declared[name].items())]
+            if stale:
+                log.warning("topics %s: applying the declared settings", stale)
+                await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs=declared[name])
+                                           for name in stale])
         return missing
     finally:
         await admin.close()
+
+
+async def topic_configs(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, dict[str, str]]:
+    """The settings in effect on the broker for each named topic."""
+    responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name) for name in names])
+    found: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for error_code, error_message, _, name, entries in response.resources:
+            if error_code:
+                raise RuntimeError(f"describe configs of {name}: error {error_code} {error_message}")
+            found[name] = {entry[0]: entry[1] for entry in entries}
+    return found
 
 
 class EventLog:
