@@ -23,9 +23,17 @@ from dataclasses import dataclass
 
 TopicConfig = tuple[tuple[str, str], ...]
 
-KEPT_FOREVER: TopicConfig = (("cleanup.policy", "delete"), ("retention.ms", "-1"), ("retention.bytes", "-1"))
+# Redpanda acknowledges an acks=all write once it is fsynced only while the topic's write caching is
+# off, and its dev-container mode (compose) turns caching on by default: each topic turns it off. A
+# broker without this setting (noida-db, the local stack's in-memory broker) gets the topic without it.
+DURABLE_WRITES = ("write.caching", "false")
+BROKER_SPECIFIC = frozenset({"write.caching"})
+
+KEPT_FOREVER: TopicConfig = (("cleanup.policy", "delete"), ("retention.ms", "-1"), ("retention.bytes", "-1"),
+                             DURABLE_WRITES)
 # A table's changelog needs only the latest value of each key, kept forever as well.
-COMPACTED: TopicConfig = (("cleanup.policy", "compact"), ("retention.ms", "-1"), ("retention.bytes", "-1"))
+COMPACTED: TopicConfig = (("cleanup.policy", "compact"), ("retention.ms", "-1"), ("retention.bytes", "-1"),
+                          DURABLE_WRITES)
 
 
 @dataclass(frozen=True)

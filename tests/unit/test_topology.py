@@ -8,6 +8,8 @@ def test_every_topic_is_kept_forever():
     for topic in topology.TOPICS + topology.FAUST_INTERNAL:
         config = dict(topic.config)
         assert config["retention.ms"] == "-1" and config["retention.bytes"] == "-1", topic.name
+        # Redpanda acknowledges a write before its fsync while write caching is on.
+        assert config["write.caching"] == "false", topic.name
 
 
 def test_only_table_changelogs_are_compacted():
