@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from adapters.errors import PeerUnavailable
 from domain.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,10 @@ class Lineage:
         done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=self.root, env=env,
                               capture_output=True, text=True)
         if done.returncode != 0:
-            raise RuntimeError(f"dvc {' '.join(args)} failed: {done.stderr.strip()[-800:]}")
+            message = f"dvc {' '.join(args)} failed: {done.stderr.strip()[-800:]}"
+            # A push only moves files to the S3 remote: when it fails, the remote was not reachable
+            # (local problems fail the `add` before it), and the pipeline tries again later.
+            raise (PeerUnavailable if args[0] == "push" else RuntimeError)(message)
         return done.stdout
 
     def ensure_repo(self) -> None:

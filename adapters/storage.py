@@ -17,10 +17,15 @@ class ObjectStore:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.bucket = settings.s3_bucket
+        limits = settings.params["s3"]
+        # botocore retries what is worth retrying (connection errors, timeouts, 5xx, throttling) with
+        # jittered exponential backoff; a socket timeout turns a paused server into such an error.
         self.client = boto3.client(
             "s3",
             endpoint_url=settings.s3_endpoint,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"}),
+            config=Config(s3={"addressing_style": "path"},
+                          retries={"max_attempts": int(limits["max_attempts"]), "mode": "standard"},
+                          connect_timeout=float(limits["connect_timeout_s"]), read_timeout=float(limits["read_timeout_s"])),
         )
 
     def key(self, *parts: str) -> str:
