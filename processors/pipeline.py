@@ -34,7 +34,7 @@ from typing import Any
 
 from adapters.broker import EventLog, Follower, create_topics
 from adapters.lineage import Lineage
-from adapters.storage import ObjectStore
+from adapters.storage import ObjectStore, prune_local_copies
 from adapters.tracking import Tracker
 from domain import events, topology
 from domain.settings import Settings, settings
@@ -193,6 +193,13 @@ class Pipeline:
         if version in self.views.progress.finished:
             log.info("version %s already processed; skipping", version)
             return
+        try:
+            await self._attempt(sealed)
+        finally:
+            await asyncio.to_thread(self.prune_cache)
+
+    async def _attempt(self, sealed: events.VersionSealed) -> None:
+        version = sealed.version
         delays = failures.retry_delays(float(self.retry["first_delay_s"]), float(self.retry["max_delay_s"]),
                                        float(self.retry["give_up_after_s"]))
         attempt = 1
@@ -217,6 +224,20 @@ class Pipeline:
                     version=version, stage=stage, error=f"{type(cause).__name__}: {cause}", finished_at=now(),
                     cause=kind, attempts=attempt))
                 return
+
+    def prune_cache(self) -> None:
+        """Between versions, keep the local copies the next one needs (the current catalog, the deployed
+        model and the catalog it learnt from) and the last training's lineage; the rest is in S3."""
+        catalog, deployed = self.views.catalog.current, self.views.registry.deployed
+        keep = {"snapshots": set(), "reports": set(),
+                "catalog": {event.version for event in (catalog,) if event} | {d.trained_on for d in (deployed,) if d},
+                "models": {d.model_version for d in (deployed,) if d}}
+        for kind, names in keep.items():
+            prune_local_copies(self.cache / kind, names)
+        try:
+            self.lineage.prune()
+        except Exception:  # a full lineage workspace costs disk, not correctness: try after the next version
+            log.exception("could not prune the lineage workspace")
 
     async def publish_outcome(self, event: events.Event) -> None:
         """A version's outcome must reach the log, or the version would be processed again after a

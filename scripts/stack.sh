@@ -14,8 +14,9 @@
 # Python comes from ${VENV:-.venv}. Addresses (all configurable):
 #   LAL_STACK_HOST (127.0.0.1)  LAL_BROKER_PORT (9092)  LAL_S3_PORT (9000)  LAL_MLFLOW_PORT (5000)
 #   PORT (8080, the API)  LAL_FAUST_WEB_PORT (PORT+1: the Faust worker binds it even with its UI off)
-# S3 server: LAL_S3_SERVER=moto (default: in memory, starts in 2 s) or weed (SeaweedFS `weed mini`,
-# on disk; it also opens LAL_S3_PORT+1..+4 and their gRPC ports, +10000).
+# S3 server: LAL_S3_SERVER=weed (default: SeaweedFS `weed mini`, a real S3 server keeping its data on
+# disk under data/weed; it also opens LAL_S3_PORT+1..+4 and their gRPC ports, +10000) or moto (moto's
+# in-memory mock, kept for comparison; the unit tests use moto in-process).
 # LAL_STACK_DIR (var/stack) holds env, pids/, logs/, data/. LAL_READY_TIMEOUT (180) bounds `up`.
 set -euo pipefail
 
@@ -40,7 +41,7 @@ S3_PORT="${LAL_S3_PORT:-9000}"
 MLFLOW_PORT="${LAL_MLFLOW_PORT:-5000}"
 API_PORT="${PORT:-8080}"
 FAUST_WEB_PORT="${LAL_FAUST_WEB_PORT:-$((API_PORT + 1))}"
-S3_SERVER="${LAL_S3_SERVER:-moto}"
+S3_SERVER="${LAL_S3_SERVER:-weed}"
 READY_TIMEOUT="${LAL_READY_TIMEOUT:-180}"
 
 # Processes in start order; `down` stops them in reverse.

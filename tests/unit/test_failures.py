@@ -91,7 +91,9 @@ def _pipeline(**pipeline_params) -> tuple[Pipeline, FakeLog]:
     params["pipeline"] = {**params["pipeline"], **pipeline_params}
     config = dataclasses.replace(settings(), params=params)
     event_log = FakeLog()
-    return Pipeline(config, event_log, None, None, None, PipelineViews()), event_log  # type: ignore[arg-type]
+    pipeline = Pipeline(config, event_log, None, None, None, PipelineViews())  # type: ignore[arg-type]
+    pipeline.prune_cache = lambda: None  # type: ignore[method-assign]
+    return pipeline, event_log
 
 
 SEALED = events.VersionSealed(version="v7", sequence=3, snapshot_prefix="lal/snapshots/v7", manifest={"tables": {}})
