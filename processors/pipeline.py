@@ -8,8 +8,10 @@
         │first version or drift
     train, and score the deployed model on the same hold-out ─► deploy if not worse
 
-Every stage's start, end and outcome is an event on the pipeline topic. A stage that raises ends
-the version with PipelineFailed; the deployed model keeps serving. On start the consumer folds the
+Every stage's start, end and outcome is an event on the pipeline topic. A stage that fails for a
+passing reason (a peer unreachable, its process killed) makes the consumer try the version again
+later; any other failure ends the version with PipelineFailed and its cause (processors/failures.py);
+the deployed model keeps serving. Each stage has a time limit. On start the consumer folds the
 pipeline topic, so after a restart it skips every version it already finished.
 Run: `python -m processors.pipeline`.
 """
@@ -88,7 +90,7 @@ async def measured_in_child(fn, *args) -> tuple[Any, float]:
     try:
         outcome = await asyncio.to_thread(_receive, receiver)
     finally:
-        if process.is_alive() and process.exitcode is None:
+        if process.is_alive():
             process.kill()  # cancelled (a stage timeout): the stage's work stops with it
         await asyncio.to_thread(process.join)
         receiver.close()
@@ -268,7 +270,7 @@ class Pipeline:
             snapshot = self.fetch_dir(sealed.snapshot_prefix, "snapshots", version)
             summary["text"] = f"{sum(t['rows'] for t in sealed.manifest['tables'].values())} rows"
 
-        previous = self.views.catalog.current
+        previous = self.views.catalog.before(version)
         reference = self.fetch_dir(previous.catalog_prefix, "catalog", previous.version) if previous else None
 
         async with self.stage(version, "validate") as summary:
@@ -307,7 +309,7 @@ class Pipeline:
                 stats={k: int(v) for k, v in stats.items()}))
             summary["text"] = ", ".join(f"{k}={v}" for k, v in stats.items())
 
-        deployed = self.views.registry.deployed
+        deployed = self.views.registry.before(version)
         action = "trained"
         if deployed is not None:
             async with self.stage(version, "drift") as summary:
