@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +19,8 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# Where the private stacks live: a known place, so that .ci/run stops any left behind by a killed run.
+FAULTS_DIR = Path(os.environ.get("LAL_FAULTS_DIR", ROOT / "var" / "faults"))
 
 
 def _free(port: int) -> bool:
@@ -88,12 +91,14 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stacks(tmp_path_factory):
-    """Makes private stacks on demand; every one is stopped at the end, whatever happened."""
+def stacks():
+    """Makes private stacks on demand (FAULTS_DIR/<name>); every one is stopped at the end, whatever happened."""
     made: list[Stack] = []
 
     def make(name: str) -> Stack:
-        stack = Stack(tmp_path_factory.mktemp(name) / "stack")
+        stack = Stack(FAULTS_DIR / name)
+        stack.down()  # one left by an earlier run that was killed
+        shutil.rmtree(stack.directory, ignore_errors=True)
         made.append(stack)
         stack.up()
         return stack

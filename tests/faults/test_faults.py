@@ -27,7 +27,7 @@ from tests.faults.conftest import Stack, status_of, wait_until
 
 pytestmark = pytest.mark.faults
 
-VOLATILE = {"run_id", "timestamp", "started_at", "finished_at", "sealed_at", "received_at", "requested_at",
+VOLATILE = {"run_id", "mlflow_run_id", "timestamp", "started_at", "finished_at", "sealed_at", "received_at", "requested_at",
             "duration_s", "stages_done", "loaded_at", "report_key", "report_keys", "examples_seconds",
             "fit_seconds", "train_seconds"}
 
