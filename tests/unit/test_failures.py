@@ -13,7 +13,7 @@ from adapters.errors import PeerUnavailable
 from domain import events
 from domain.settings import load_params, settings
 from processors import failures
-from processors.pipeline import Pipeline, StageFailed, in_child
+from processors.pipeline import Pipeline, StageFailed, in_child, start_stage_server
 from projections.views import PipelineViews
 
 
@@ -154,7 +154,8 @@ def test_a_stage_past_its_time_limit_is_stopped_and_fails_as_timeout():
         async with pipeline.stage("v7", "train"):
             await in_child(_sleep, 60)
 
+    start_stage_server()  # as the consumer does before any version: the limit is the stage's own time
     with pytest.raises(StageFailed) as caught:
-        asyncio.run(asyncio.wait_for(run(), timeout=30))
+        asyncio.run(asyncio.wait_for(run(), timeout=120))  # only so that a broken limit fails instead of hanging
     assert caught.value.stage == "train" and failures.classify(caught.value.error) == failures.TIMEOUT
     assert "1 s limit" in str(caught.value)
