@@ -10,7 +10,7 @@ ENV PYTHONUNBUFFERED=1 \
     GX_ANALYTICS_ENABLED=false \
     DVC_NO_ANALYTICS=1 \
     MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
-    LAL_WORK_DIR=/tmp/lal \
+    LAL_WORK_DIR=/var/lib/lal \
     PORT=8080
 
 # Dependencies first, in their own layer: code changes do not reinstall them. Every package has a
@@ -20,7 +20,10 @@ COPY requirements.txt scripts/constraints.txt /tmp/deps/
 RUN pip install --no-cache-dir -r /tmp/deps/requirements.txt -c /tmp/deps/constraints.txt \
     && rm -rf /tmp/deps
 
-RUN useradd --create-home --uid 10001 --user-group app
+# The state directories compose mounts named volumes on: a new volume takes the image's directory,
+# ownership included, so the non-root user can write to it.
+RUN useradd --create-home --uid 10001 --user-group app \
+    && install -d -o app -g app /var/lib/lal /var/lib/mlflow
 WORKDIR /app
 COPY --chown=app:app domain ./domain
 COPY --chown=app:app adapters ./adapters

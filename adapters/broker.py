@@ -7,12 +7,13 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import InvalidConfigurationError, TopicAlreadyExistsError
 
 from adapters import broker_compat
 from domain import events
 from domain.settings import Settings
-from domain.topology import FAUST_INTERNAL, TOPICS
+from domain.topology import BROKER_SPECIFIC, FAUST_INTERNAL, TOPICS
 
 log = logging.getLogger(__name__)
 broker_compat.install()
@@ -21,25 +22,78 @@ broker_compat.install()
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
+def declared_topics(settings: Settings) -> dict[str, dict[str, str]]:
+    """Every topic of the topology and Faust's own, by its name on the broker, with its settings."""
+    declared = {settings.topic(topic.name): dict(topic.config) for topic in TOPICS}
+    declared.update({f"{settings.deployment}-{topic.name}": dict(topic.config) for topic in FAUST_INTERNAL})
+    return declared
+
+
 async def create_topics(settings: Settings) -> list[str]:
-    """Create every topic of the topology and Faust's own (idempotent), before any process starts."""
+    """Create every declared topic with its settings (idempotent), before any process starts; a topic
+    that exists with other settings (an older deployment's, or the broker's defaults) gets the
+    declared ones. Settings the broker does not have (topology.BROKER_SPECIFIC) are left out for it.
+    Returns the topics created."""
+    declared = declared_topics(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [settings.topic(topic.name) for topic in TOPICS]
-        wanted += [f"{settings.deployment}-{name}" for name in FAUST_INTERNAL]
-        missing = [name for name in wanted if name not in existing]
-        if missing:
-            try:
-                await admin.create_topics(
-                    [NewTopic(name, num_partitions=1, replication_factor=1) for name in missing]
-                )
-            except TopicAlreadyExistsError:
-                pass
+        missing = [name for name in declared if name not in existing]
+        refused = await _create(admin, {name: declared[name] for name in missing})
+        if refused:
+            log.warning("the broker has no %s: topics %s created without it", sorted(BROKER_SPECIFIC), refused)
+            await _create(admin, {name: _without_broker_specific(declared[name]) for name in refused}, strict=True)
+        found = [name for name in declared if name in existing]
+        if found:
+            current = await topic_configs(admin, found)
+            # Only what the broker reports can differ; a setting it does not have is not reported.
+            stale = {name: {k: v for k, v in declared[name].items() if k in current[name]} for name in found}
+            stale = {name: wanted for name, wanted in stale.items()
+                     if any(current[name][k] != v for k, v in wanted.items())}
+            if stale:
+                log.warning("topics %s: applying the declared settings", sorted(stale))
+                await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs=wanted)
+                                           for name, wanted in stale.items()])
         return missing
     finally:
         await admin.close()
+
+
+async def _create(admin: AIOKafkaAdminClient, topics: dict[str, dict[str, str]], strict: bool = False) -> list[str]:
+    """Create topics; returns those refused for an unknown setting (unless strict: then it raises)."""
+    if not topics:
+        return []
+    try:
+        response = await admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1,
+                                                       topic_configs=config) for name, config in topics.items()])
+    except TopicAlreadyExistsError:  # another process created them first
+        return []
+    refused = []
+    for name, error_code, *rest in response.topic_errors:
+        if error_code in (0, TopicAlreadyExistsError.errno):
+            continue
+        if error_code == InvalidConfigurationError.errno and not strict:
+            refused.append(name)
+        else:
+            raise RuntimeError(f"could not create topic {name}: error {error_code} {rest[-1] if rest else ''}")
+    return refused
+
+
+def _without_broker_specific(config: dict[str, str]) -> dict[str, str]:
+    return {key: value for key, value in config.items() if key not in BROKER_SPECIFIC}
+
+
+async def topic_configs(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, dict[str, str]]:
+    """The settings in effect on the broker for each named topic."""
+    responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name) for name in names])
+    found: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for error_code, error_message, _, name, entries in response.resources:
+            if error_code:
+                raise RuntimeError(f"describe configs of {name}: error {error_code} {error_message}")
+            found[name] = {entry[0]: entry[1] for entry in entries}
+    return found
 
 
 class EventLog:

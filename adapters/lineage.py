@@ -12,9 +12,12 @@ from pathlib import Path
 
 import yaml
 
+from adapters.errors import PeerUnavailable
 from domain.settings import Settings
 
 log = logging.getLogger(__name__)
+
+ARCHIVE = "archive"  # .dvc records of versions whose data now lives only in the remote
 
 
 class Lineage:
@@ -28,7 +31,10 @@ class Lineage:
         done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=self.root, env=env,
                               capture_output=True, text=True)
         if done.returncode != 0:
-            raise RuntimeError(f"dvc {' '.join(args)} failed: {done.stderr.strip()[-800:]}")
+            message = f"dvc {' '.join(args)} failed: {done.stderr.strip()[-800:]}"
+            # A push only moves files to the S3 remote: when it fails, the remote was not reachable
+            # (local problems fail the `add` before it), and the pipeline tries again later.
+            raise (PeerUnavailable if args[0] == "push" else RuntimeError)(message)
         return done.stdout
 
     def ensure_repo(self) -> None:
@@ -52,6 +58,41 @@ class Lineage:
         self._dvc("push", "-q", f"{relative}.dvc")
         meta = yaml.safe_load((self.root / f"{relative}.dvc").read_text())
         return meta["outs"][0]["md5"]
+
+    def prune(self) -> list[str]:
+        """Keep in the workspace and the local DVC cache only what the last `train` stage names (its
+        catalog and model). Every other version's .dvc file moves to archive/ (which DVC ignores: the
+        record stays, its md5 names the data in the remote), its copy leaves the workspace, and
+        `dvc gc` drops it from the local cache. Returns the records archived."""
+        if not (self.root / ".dvc").exists():
+            return []
+        ignore = self.root / ".dvcignore"
+        ignored = ignore.read_text().split() if ignore.exists() else []
+        if f"{ARCHIVE}/" not in ignored:
+            with ignore.open("a") as handle:
+                handle.write(f"{ARCHIVE}/\n")
+        lock = self.root / "dvc.lock"
+        kept: set[str] = set()
+        if lock.exists():
+            train = yaml.safe_load(lock.read_text())["stages"]["train"]
+            kept = {entry["path"] for entry in train.get("deps", []) + train.get("outs", [])}
+        archived = []
+        for record in sorted((self.root / "data").glob("*/*.dvc")):
+            tracked = record.with_suffix("")
+            if tracked.relative_to(self.root).as_posix() in kept:
+                continue
+            destination = self.root / ARCHIVE / record.relative_to(self.root)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            record.replace(destination)
+            shutil.rmtree(tracked, ignore_errors=True)
+            archived.append(destination.relative_to(self.root).as_posix())
+        for model in sorted((self.root / "models").glob("*")):
+            if f"models/{model.name}" not in kept:  # an earlier training's output, pushed when recorded
+                shutil.rmtree(model, ignore_errors=True)
+        if archived:
+            self._dvc("gc", "--workspace", "--force", "-q")
+            log.info("lineage: archived %s; the local cache holds %s", archived, sorted(kept))
+        return archived
 
     def record_training(self, catalog_version: str, model_version: str, model_dir: Path) -> dict[str, str]:
         """Record the training as the DVC stage `train` (deps: the catalog; outs: the model)."""

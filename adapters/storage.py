@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import boto3
@@ -17,10 +18,15 @@ class ObjectStore:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.bucket = settings.s3_bucket
+        limits = settings.params["s3"]
+        # botocore retries what is worth retrying (connection errors, timeouts, 5xx, throttling) with
+        # jittered exponential backoff; a socket timeout turns a paused server into such an error.
         self.client = boto3.client(
             "s3",
             endpoint_url=settings.s3_endpoint,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"}),
+            config=Config(s3={"addressing_style": "path"},
+                          retries={"max_attempts": int(limits["max_attempts"]), "mode": "standard"},
+                          connect_timeout=float(limits["connect_timeout_s"]), read_timeout=float(limits["read_timeout_s"])),
         )
 
     def key(self, *parts: str) -> str:
@@ -82,3 +88,23 @@ class ObjectStore:
         directory.mkdir(parents=True, exist_ok=True)
         marker.touch()
         return directory
+
+
+def prune_local_copies(parent: Path, keep: set[str]) -> list[str]:
+    """Delete the local copies (get_dir folders, and their partial files) under `parent` except those
+    named in `keep`; the objects stay in the store, so anything deleted is fetched again when next
+    needed. Returns the names deleted. Bounds a cache that would otherwise grow with every version."""
+    if not parent.is_dir():
+        return []
+    deleted = []
+    for entry in sorted(parent.iterdir()):
+        if entry.name in keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        deleted.append(entry.name)
+    if deleted:
+        log.info("%s: deleted the local copies %s (kept %s)", parent, deleted, sorted(keep))
+    return deleted

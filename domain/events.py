@@ -173,11 +173,16 @@ class VersionProcessed(Event):
 
 @dataclass(frozen=True)
 class PipelineFailed(Event):
+    """The version ended without an outcome. cause (processors/failures.py): data, code, timeout, or
+    unavailable (a peer stayed unreachable past the retry budget: send the version again later)."""
+
     TOPIC: ClassVar = topology.PIPELINE
     version: str
     stage: str
     error: str
     finished_at: str
+    cause: str = ""
+    attempts: int = 1
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

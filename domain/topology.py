@@ -10,10 +10,30 @@
 
 Every topic has one partition: each is a total order (commit after its batches, stages in
 sequence), and the volumes (tens of messages per second at peak) do not need more.
+
+Every topic is kept forever: replaying the log from offset 0 is how every piece of state is rebuilt
+(the API's projections, the pipeline's own progress, the Faust tables), so no record may age out, as
+it would under a broker's default retention (7 days in Redpanda and Kafka). Each topic's settings
+are declared here and applied by adapters.broker.create_topics, when it creates the topic and to a
+topic found with other settings.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+TopicConfig = tuple[tuple[str, str], ...]
+
+# Redpanda acknowledges an acks=all write once it is fsynced only while the topic's write caching is
+# off, and its dev-container mode (compose) turns caching on by default: each topic turns it off. A
+# broker without this setting (noida-db, the local stack's in-memory broker) gets the topic without it.
+DURABLE_WRITES = ("write.caching", "false")
+BROKER_SPECIFIC = frozenset({"write.caching"})
+
+KEPT_FOREVER: TopicConfig = (("cleanup.policy", "delete"), ("retention.ms", "-1"), ("retention.bytes", "-1"),
+                             DURABLE_WRITES)
+# A table's changelog needs only the latest value of each key, kept forever as well.
+COMPACTED: TopicConfig = (("cleanup.policy", "compact"), ("retention.ms", "-1"), ("retention.bytes", "-1"),
+                          DURABLE_WRITES)
 
 
 @dataclass(frozen=True)
@@ -23,6 +43,7 @@ class Topic:
     producers: tuple[str, ...]
     consumers: tuple[str, ...]
     partitions: int = 1
+    config: TopicConfig = KEPT_FOREVER
 
 
 INGEST_DATA = Topic("ingest.data", "version/table/batch_id", ("api",), ("processors.sealer",))
@@ -42,6 +63,8 @@ TOPICS: tuple[Topic, ...] = (INGEST_DATA, INGEST_CONTROL, VERSIONS, PIPELINE)
 # own topic creation uses a request some Kafka-compatible brokers reject.
 FAUST_APP = "processors"
 FAUST_TABLES = ("ledgers", "sealed")
-FAUST_INTERNAL = tuple(f"{FAUST_APP}-{table}-changelog" for table in FAUST_TABLES) + (
-    f"{FAUST_APP}-__assignor-__leader",
-)
+FAUST_INTERNAL: tuple[Topic, ...] = tuple(
+    Topic(f"{FAUST_APP}-{table}-changelog", "version", ("processors.faust_app",),
+          ("processors.faust_app (table recovery)",), config=COMPACTED)
+    for table in FAUST_TABLES
+) + (Topic(f"{FAUST_APP}-__assignor-__leader", "", ("processors.faust_app",), ("processors.faust_app",)),)

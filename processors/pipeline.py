@@ -8,8 +8,10 @@
         │first version or drift
     train, and score the deployed model on the same hold-out ─► deploy if not worse
 
-Every stage's start, end and outcome is an event on the pipeline topic. A stage that raises ends
-the version with PipelineFailed; the deployed model keeps serving. On start the consumer folds the
+Every stage's start, end and outcome is an event on the pipeline topic. A stage that fails for a
+passing reason (a peer unreachable, its process killed) makes the consumer try the version again
+later; any other failure ends the version with PipelineFailed and its cause (processors/failures.py);
+the deployed model keeps serving. Each stage has a time limit. On start the consumer folds the
 pipeline topic, so after a restart it skips every version it already finished.
 Run: `python -m processors.pipeline`.
 """
@@ -23,21 +25,24 @@ import logging
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import pickle
 import resource
 import shutil
+import signal
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from adapters.broker import EventLog, Follower, create_topics
 from adapters.lineage import Lineage
-from adapters.storage import ObjectStore
+from adapters.storage import ObjectStore, prune_local_copies
 from adapters.tracking import Tracker
 from domain import events, topology
 from domain.settings import Settings, settings
 from ml import ALLOCATOR_ENV
+from processors import failures
+from processors.failures import StageProcessDied
 from projections.views import PipelineViews
 
 log = logging.getLogger(__name__)
@@ -67,25 +72,65 @@ def start_stage_server() -> None:
 
 async def in_child(fn, *args):
     """Run a heavy stage function in a fresh process. Its memory goes back to the OS when it ends,
-    and if the kernel kills it (out of memory), only this stage fails: the consumer and the served
-    model stay. Children fork from the fork server, a clean process that never ran the consumer's
-    threads or sockets, and that has the stage libraries imported already."""
+    and if the kernel kills it (out of memory), only this stage fails (StageProcessDied, which the
+    consumer retries): the consumer and the served model stay. Children fork from the fork server, a
+    clean process that never ran the consumer's threads or sockets, and that has the stage libraries
+    imported already. A stage that is cancelled (its timeout) has its process killed."""
     result, _ = await measured_in_child(fn, *args)
     return result
 
 
 async def measured_in_child(fn, *args) -> tuple[Any, float]:
     """`in_child`, also returning the stage process's peak resident memory in MB (logged as well)."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=_children) as pool:
-        result, peak_mb = await asyncio.get_running_loop().run_in_executor(pool, _measured, fn, *args)
-    log.info("%s.%s: peak resident memory %.0f MB", fn.__module__, fn.__name__, peak_mb)
-    return result, peak_mb
+    name = f"{fn.__module__}.{fn.__name__}"
+    receiver, sender = _children.Pipe(duplex=False)
+    process = _children.Process(target=_run_stage, args=(sender, fn, args), name=name)
+    process.start()
+    sender.close()  # the child holds the only writing end: its death ends the wait below
+    try:
+        outcome = await asyncio.to_thread(_receive, receiver)
+    finally:
+        if process.is_alive():
+            process.kill()  # cancelled (a stage timeout): the stage's work stops with it
+        await asyncio.to_thread(process.join)
+        receiver.close()
+    if outcome is None:
+        raise StageProcessDied(f"{name}: the stage process ended without an answer ({_exit_cause(process.exitcode)})")
+    kind, value, detail = outcome
+    if kind == "error":
+        value.add_note(f"in the stage process:\n{detail}")
+        raise value
+    log.info("%s: peak resident memory %.0f MB", name, detail)
+    return value, detail
 
 
-def _measured(fn, *args):
-    """In the child: the function's result and the process's peak resident memory (MB), for the log."""
-    result = fn(*args)
-    return result, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KB
+def _receive(receiver) -> tuple | None:
+    """The child's (kind, value, detail), or None when it ended without sending one."""
+    try:
+        return pickle.loads(receiver.recv_bytes())
+    except EOFError:
+        return None
+
+
+def _exit_cause(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        return f"killed by {signal.Signals(-exitcode).name}"
+    return f"exit code {exitcode}"
+
+
+def _run_stage(sender, fn, args) -> None:
+    """In the child: ("ok", result, peak resident MB) or ("error", exception, its traceback)."""
+    try:
+        payload = pickle.dumps(("ok", fn(*args), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    except BaseException as error:  # noqa: BLE001 (everything goes back to the consumer)
+        detail = traceback.format_exc()
+        try:
+            payload = pickle.dumps(("error", error, detail))
+            pickle.loads(payload)  # some exceptions pickle but cannot be rebuilt: check here, not there
+        except Exception:
+            payload = pickle.dumps(("error", RuntimeError(f"{type(error).__name__}: {error}"), detail))
+    sender.send_bytes(payload)
+    sender.close()
 
 
 class StageFailed(Exception):
@@ -106,6 +151,8 @@ class Pipeline:
         self.views = views
         self.params = config.params
         self.cache = config.work_dir / "pipeline"
+        self.timeouts = {stage: float(limit) for stage, limit in self.params["pipeline"]["stage_timeout_s"].items()}
+        self.retry = self.params["pipeline"]["retry"]
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -118,9 +165,14 @@ class Pipeline:
         await self.publish(events.StageStarted(version=version, stage=name, started_at=now()))
         started = time.monotonic()
         summary: dict[str, str] = {}
+        deadline = asyncio.timeout(self.timeouts.get(name))
         try:
-            yield summary
+            async with deadline:
+                yield summary
         except Exception as error:
+            if deadline.expired():
+                raise StageFailed(name, failures.StageTimeout(
+                    f"{name} ran past its {self.timeouts[name]:.0f} s limit")) from error
             raise StageFailed(name, error) from error
         await self.publish(events.StageFinished(version=version, stage=name,
                                                 duration_s=round(time.monotonic() - started, 3),
@@ -135,17 +187,75 @@ class Pipeline:
     # --- the version ----------------------------------------------------------------------
 
     async def handle(self, sealed: events.VersionSealed) -> None:
+        """Process one version. A transient failure (failures.classify) is retried from the version's
+        start, as after a restart (what reached the log is not redone: a recorded training is resumed),
+        waiting longer each time, within params pipeline.retry; any other failure, or a transient one
+        past that budget ("unavailable"), ends the version with PipelineFailed and its cause."""
         version = sealed.version
         if version in self.views.progress.finished:
             log.info("version %s already processed; skipping", version)
             return
         try:
-            await self._process(sealed)
-        except Exception as error:  # one version's failure never stops the consumer
-            stage, cause = (error.stage, error.error) if isinstance(error, StageFailed) else ("pipeline", error)
-            log.error("version %s failed in %s: %s", version, stage, "".join(traceback.format_exception(cause)))
-            await self.publish(events.PipelineFailed(version=version, stage=stage,
-                                                     error=f"{type(cause).__name__}: {cause}", finished_at=now()))
+            await self._attempt(sealed)
+        finally:
+            await asyncio.to_thread(self.prune_cache)
+
+    async def _attempt(self, sealed: events.VersionSealed) -> None:
+        version = sealed.version
+        delays = failures.retry_delays(float(self.retry["first_delay_s"]), float(self.retry["max_delay_s"]),
+                                       float(self.retry["give_up_after_s"]))
+        attempt = 1
+        while True:
+            try:
+                await self._process(sealed)
+                return
+            except Exception as error:  # one version's failure never stops the consumer
+                stage, cause = (error.stage, error.error) if isinstance(error, StageFailed) else ("pipeline", error)
+                kind = failures.classify(cause)
+                delay = next(delays, None) if kind == failures.TRANSIENT else None
+                if delay is not None:
+                    log.warning("version %s, attempt %d: %s failed for a passing reason (%s: %s); trying again "
+                                "in %.0f s", version, attempt, stage, type(cause).__name__, cause, delay)
+                    await asyncio.sleep(delay)
+                    attempt += 1
+                    continue
+                kind = failures.UNAVAILABLE if kind == failures.TRANSIENT else kind
+                log.error("version %s failed in %s (%s, attempt %d): %s", version, stage, kind, attempt,
+                          "".join(traceback.format_exception(cause)))
+                await self.publish_outcome(events.PipelineFailed(
+                    version=version, stage=stage, error=f"{type(cause).__name__}: {cause}", finished_at=now(),
+                    cause=kind, attempts=attempt))
+                return
+
+    def prune_cache(self) -> None:
+        """Between versions, keep the local copies the next one needs (the current catalog, the deployed
+        model and the catalog it learnt from) and the last training's lineage; the rest is in S3."""
+        catalog, deployed = self.views.catalog.current, self.views.registry.deployed
+        keep = {"snapshots": set(), "reports": set(),
+                "catalog": {event.version for event in (catalog,) if event} | {d.trained_on for d in (deployed,) if d},
+                "models": {d.model_version for d in (deployed,) if d}}
+        for kind, names in keep.items():
+            prune_local_copies(self.cache / kind, names)
+        try:
+            self.lineage.prune()
+        except Exception:  # a full lineage workspace costs disk, not correctness: try after the next version
+            log.exception("could not prune the lineage workspace")
+
+    async def publish_outcome(self, event: events.Event) -> None:
+        """A version's outcome must reach the log, or the version would be processed again after a
+        restart: while the broker is unreachable (nothing else can progress either), keep trying."""
+        delay = float(self.retry["first_delay_s"])
+        while True:
+            try:
+                await self.publish(event)
+                return
+            except Exception as error:
+                if failures.classify(error) != failures.TRANSIENT:
+                    raise
+                log.warning("could not record %s for %s (%s); trying again in %.0f s",
+                            type(event).__name__, event.version, error, delay)  # type: ignore[attr-defined]
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, float(self.retry["max_delay_s"]))
 
     async def _process(self, sealed: events.VersionSealed) -> None:
         from ml import catalog as ml_catalog
@@ -160,7 +270,7 @@ class Pipeline:
             snapshot = self.fetch_dir(sealed.snapshot_prefix, "snapshots", version)
             summary["text"] = f"{sum(t['rows'] for t in sealed.manifest['tables'].values())} rows"
 
-        previous = self.views.catalog.current
+        previous = self.views.catalog.before(version)
         reference = self.fetch_dir(previous.catalog_prefix, "catalog", previous.version) if previous else None
 
         async with self.stage(version, "validate") as summary:
@@ -199,7 +309,7 @@ class Pipeline:
                 stats={k: int(v) for k, v in stats.items()}))
             summary["text"] = ", ".join(f"{k}={v}" for k, v in stats.items())
 
-        deployed = self.views.registry.deployed
+        deployed = self.views.registry.before(version)
         action = "trained"
         if deployed is not None:
             async with self.stage(version, "drift") as summary:

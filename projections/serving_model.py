@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters.storage import ObjectStore
+from adapters.storage import ObjectStore, prune_local_copies
 from domain import events
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,10 @@ class ServingModel:
                 self.loaded = LoadedModel(wanted, scorer)
                 self.load_error = None
                 log.info("serving model %s on catalog %s", wanted.model_version, wanted.catalog_version)
+                # Only the served pair stays on disk. Requests still scoring with the previous one keep
+                # reading its memory-mapped files: a deleted file lives on while it is mapped.
+                await asyncio.to_thread(prune_local_copies, self.cache_dir / "bundles", {wanted.catalog_version})
+                await asyncio.to_thread(prune_local_copies, self.cache_dir / "models", {wanted.model_version})
             except Exception as error:  # keep serving what was loaded before
                 log.exception("could not load %s", wanted)
                 self.load_error = f"{type(error).__name__}: {error}"

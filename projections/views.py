@@ -50,23 +50,32 @@ class RegistryView(View):
         super().__init__()
         self.deployed: events.ModelDeployed | None = None
         self.trained_runs = 0
+        self.previous: dict[str, events.ModelDeployed | None] = {}  # version -> the model deployed before it
 
     def on_ModelTrained(self, event: events.ModelTrained) -> None:
         self.trained_runs += 1
 
     def on_ModelDeployed(self, event: events.ModelDeployed) -> None:
+        self.previous.setdefault(event.version, self.deployed)
         self.deployed = event
+
+    def before(self, version: str) -> events.ModelDeployed | None:
+        """The model deployed when this version arrived: the current one, unless the version deployed
+        its own already (it is being processed again, after a restart or a retry)."""
+        return self.previous[version] if version in self.previous else self.deployed
 
     def next_model_version(self) -> str:
         """"1.0" for the first model, "2.0" after the first retrain, and so on."""
         return f"{self.trained_runs + 1}.0"
 
     def state(self) -> dict[str, Any]:
-        return {"deployed": _dump(self.deployed), "trained_runs": self.trained_runs}
+        return {"deployed": _dump(self.deployed), "trained_runs": self.trained_runs,
+                "previous": {version: _dump(event) for version, event in self.previous.items()}}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.deployed = _load(state["deployed"])
         self.trained_runs = state["trained_runs"]
+        self.previous = {version: _load(event) for version, event in state.get("previous", {}).items()}
 
 
 class CatalogView(View):
@@ -75,15 +84,24 @@ class CatalogView(View):
     def __init__(self) -> None:
         super().__init__()
         self.current: events.CatalogPublished | None = None
+        self.previous: dict[str, events.CatalogPublished | None] = {}  # version -> the catalog before it
 
     def on_CatalogPublished(self, event: events.CatalogPublished) -> None:
+        self.previous.setdefault(event.version, self.current)
         self.current = event
 
+    def before(self, version: str) -> events.CatalogPublished | None:
+        """The catalog this version merges into: the current one, unless the version published its
+        own already (it is being processed again, after a restart or a retry)."""
+        return self.previous[version] if version in self.previous else self.current
+
     def state(self) -> dict[str, Any]:
-        return {"current": _dump(self.current)}
+        return {"current": _dump(self.current),
+                "previous": {version: _dump(event) for version, event in self.previous.items()}}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.current = _load(state["current"])
+        self.previous = {version: _load(event) for version, event in state.get("previous", {}).items()}
 
 
 class MonitoringView(View):

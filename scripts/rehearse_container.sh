@@ -3,7 +3,7 @@
 # describe is read from them (never retyped here) and carried out on this machine.
 #
 #   scripts/rehearse_container.sh lint    hadolint on the Dockerfile, `docker-compose config -q` (default
-#                                         and `console` profile)
+#                                         and every profile)
 #   scripts/rehearse_container.sh build   the image's Python environment: a clean venv in which the
 #                                         Dockerfile's own dependency RUN line is executed (requirements.txt
 #                                         + scripts/constraints.txt, runtime only), no compiler reachable;
@@ -50,7 +50,7 @@ die() { log "ERROR: $*"; exit 1; }
 # helper SUBCOMMAND ARGS...: the parts that read the Dockerfile, .dockerignore and docker-compose.yml.
 helper() {
     "$TOOLS_PY" - "$@" <<'PY'
-import hashlib, json, os, re, shlex, shutil, socket, sys
+import hashlib, json, os, re, shlex, shutil, socket, subprocess, sys
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
@@ -59,9 +59,12 @@ from dockerfile_parse import DockerfileParser
 
 ROOT = Path.cwd()
 DOCKERFILE = DockerfileParser(str(ROOT / "Dockerfile"))
-COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+# The compose file as `docker compose` resolves it: .env interpolated, ports and volumes in long form.
+COMPOSE = json.loads(subprocess.run([str(Path(sys.executable).parent / "docker-compose"), "config", "--format", "json"],
+                                    cwd=ROOT, capture_output=True, text=True, check=True).stdout)
 # The compose services the app talks to, and the local stack's variable that says where each one is.
 PEERS = {"redpanda": "LAL_BROKER", "minio": "LAL_S3_ENDPOINT", "mlflow": "MLFLOW_TRACKING_URI"}
+STACK_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
 def instructions(name):
@@ -198,7 +201,7 @@ def service_plan(root, stack_env_file, service):
     host_port = free_port()
     container_port = None
     for mapping in spec.get("ports") or []:
-        container_port = str(mapping).split(":")[-1]
+        container_port = str(mapping["target"])
     for key, value in env.items():
         for peer in re.findall(r"(?:^|//)([a-z][\w-]*):\d+", value):
             if peer in COMPOSE["services"] and peer not in PEERS:
@@ -208,6 +211,9 @@ def service_plan(root, stack_env_file, service):
         if value.startswith("/"):
             value = f"{root}{value}"
         env[key] = value
+    # The local S3 server has its own users: the stack's credentials stand in for the application's.
+    for key in STACK_CREDENTIALS:
+        env[key] = stack[key]
     if container_port is not None:
         assert env.get("PORT") == container_port, f"compose publishes {container_port}, the app listens on {env.get('PORT')}"
         env["PORT"] = str(host_port)
@@ -216,8 +222,10 @@ def service_plan(root, stack_env_file, service):
     workdir = PurePosixPath("/")
     for item in instructions("WORKDIR"):
         workdir = workdir / item["value"]
+    # Compose mounts the service's volumes there; in the clean root they are empty directories.
+    volumes = [f"{root}{mount['target']}" for mount in spec.get("volumes") or []]
     return {"command": spec.get("command") or json.loads(instructions("CMD")[-1]["value"]), "env": env,
-            "workdir": f"{root}{workdir}", "port": env.get("PORT"), "healthcheck": health_cmd}
+            "workdir": f"{root}{workdir}", "port": env.get("PORT"), "healthcheck": health_cmd, "volumes": volumes}
 
 
 command, args = sys.argv[1], sys.argv[2:]
@@ -244,9 +252,9 @@ PY
 cmd_lint() {
     log "hadolint Dockerfile"
     "$VENV/bin/hadolint" Dockerfile
-    log "docker-compose config -q (default, and with --profile console)"
+    log "docker-compose config -q (default, and with every profile)"
     "$VENV/bin/docker-compose" config -q
-    "$VENV/bin/docker-compose" --profile console config -q
+    "$VENV/bin/docker-compose" --profile "*" config -q
 }
 
 python_version() { "$BASE_PYTHON" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])'; }
@@ -329,6 +337,9 @@ cmd_run() {
     port="$("$TOOLS_PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["port"])' "$plan")"
     ((${#health[@]})) || die "the Dockerfile has no HEALTHCHECK CMD"
     mkdir -p "$root/tmp" "$root/home/app"
+    local -a volumes
+    mapfile -t volumes < <("$TOOLS_PY" -c 'import json, sys; print(*json.load(open(sys.argv[1]))["volumes"], sep="\n")' "$plan")
+    ((${#volumes[@]} == 0)) || mkdir -p "${volumes[@]}"
     # Nothing of this shell's environment leaks in: only the image's PATH and HOME, plus the plan's env.
     local -a base_env=(env -i "PATH=$venv/bin:/usr/local/bin:/usr/bin:/bin" "HOME=$root/home/app" "${env_args[@]}")
     log "starting compose service $SERVICE: ${command[*]} (port $port; env: $(printf '%s ' "${env_args[@]}"))"

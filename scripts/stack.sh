@@ -7,15 +7,18 @@
 #   scripts/stack.sh status              what runs, and whether the API answers
 #   scripts/stack.sh env                 the export lines clients need (var/stack/env)
 #   scripts/stack.sh smoke               checks broker, Faust, S3 and MLflow of the running stack
-#   scripts/stack.sh restart worker|pipeline|api
-#                                        stops one service process (if it still runs) and starts it
-#                                        again exactly as `up` does, with the same env and work dir
+#   scripts/stack.sh restart s3|mlflow|worker|pipeline|api
+#                                        stops one process (if it still runs) and starts it again
+#                                        exactly as `up` does, with the same env and data/work dir
+#                                        (s3 with weed and mlflow keep their data on disk; the broker
+#                                        is not restartable: noida-db keeps the log in memory)
 #
 # Python comes from ${VENV:-.venv}. Addresses (all configurable):
 #   LAL_STACK_HOST (127.0.0.1)  LAL_BROKER_PORT (9092)  LAL_S3_PORT (9000)  LAL_MLFLOW_PORT (5000)
 #   PORT (8080, the API)  LAL_FAUST_WEB_PORT (PORT+1: the Faust worker binds it even with its UI off)
-# S3 server: LAL_S3_SERVER=moto (default: in memory, starts in 2 s) or weed (SeaweedFS `weed mini`,
-# on disk; it also opens LAL_S3_PORT+1..+4 and their gRPC ports, +10000).
+# S3 server: LAL_S3_SERVER=weed (default: SeaweedFS `weed mini`, a real S3 server keeping its data on
+# disk under data/weed; it also opens LAL_S3_PORT+1..+4 and their gRPC ports, +10000) or moto (moto's
+# in-memory mock, kept for comparison; the unit tests use moto in-process).
 # LAL_STACK_DIR (var/stack) holds env, pids/, logs/, data/. LAL_READY_TIMEOUT (180) bounds `up`.
 set -euo pipefail
 
@@ -40,7 +43,7 @@ S3_PORT="${LAL_S3_PORT:-9000}"
 MLFLOW_PORT="${LAL_MLFLOW_PORT:-5000}"
 API_PORT="${PORT:-8080}"
 FAUST_WEB_PORT="${LAL_FAUST_WEB_PORT:-$((API_PORT + 1))}"
-S3_SERVER="${LAL_S3_SERVER:-moto}"
+S3_SERVER="${LAL_S3_SERVER:-weed}"
 READY_TIMEOUT="${LAL_READY_TIMEOUT:-180}"
 
 # Processes in start order; `down` stops them in reverse.
@@ -87,6 +90,9 @@ export PYTHONUNBUFFERED=1
 export PORT=$API_PORT
 export LAL_API_URL=http://$HOST:$API_PORT
 export LAL_STACK_DIR=$STATE
+export LAL_S3_SERVER=$S3_SERVER
+export LAL_S3_PORT=$S3_PORT
+export LAL_MLFLOW_PORT=$MLFLOW_PORT
 EOF
 }
 
@@ -174,6 +180,14 @@ start_s3() {
     esac
 }
 
+start_mlflow() {  # its runs in a sqlite file on disk, its artifacts in the bucket
+    mkdir -p "$DATA/mlflow"
+    start mlflow "$BIN/mlflow" server \
+        --backend-store-uri "sqlite:///$DATA/mlflow/mlflow.db" \
+        --artifacts-destination "s3://$LAL_S3_BUCKET/mlflow" \
+        --host "$HOST" --port "$MLFLOW_PORT" --workers 1
+}
+
 ensure_bucket() {
     "$PY" -c '
 import os, boto3
@@ -231,11 +245,7 @@ cmd_up() {
     # The bucket first: MLflow stores artifacts in it, and nobody else creates it before provision.
     wait_for s3 60 ensure_bucket
 
-    mkdir -p "$DATA/mlflow"
-    start mlflow "$BIN/mlflow" server \
-        --backend-store-uri "sqlite:///$DATA/mlflow/mlflow.db" \
-        --artifacts-destination "s3://$LAL_S3_BUCKET/mlflow" \
-        --host "$HOST" --port "$MLFLOW_PORT" --workers 1
+    start_mlflow
     wait_for mlflow 180 http_ok "$MLFLOW_TRACKING_URI/health"
 
     if ((infra_only)); then
@@ -306,15 +316,23 @@ cmd_status() {
 
 cmd_restart() {
     local name="${1:-}"
-    [[ "$name" =~ ^(worker|pipeline|api)$ ]] || die "restart: choose worker, pipeline or api, not '$name'"
+    [[ "$name" =~ ^(s3|mlflow|worker|pipeline|api)$ ]] || die "restart: choose s3, mlflow, worker, pipeline or api, not '$name'"
     [[ -f "$ENV_FILE" ]] || die "no $ENV_FILE: the stack is not up"
     set -a; . "$ENV_FILE"; set +a
     FAUST_WEB_PORT="${LAL_FAUST_WEB_PORT:-$((PORT + 1))}"
+    S3_SERVER="$LAL_S3_SERVER" S3_PORT="$LAL_S3_PORT" MLFLOW_PORT="$LAL_MLFLOW_PORT"
     stop_one "$name"
-    start_app "$name"
-    if [[ "$name" == api ]]; then
+    if [[ "$name" == s3 ]]; then
+        start_s3
+        wait_for s3 60 ensure_bucket
+    elif [[ "$name" == mlflow ]]; then
+        start_mlflow
+        wait_for mlflow 180 http_ok "$MLFLOW_TRACKING_URI/health"
+    elif [[ "$name" == api ]]; then
+        start_app api
         wait_for api "$READY_TIMEOUT" http_ok "$LAL_API_URL/ready"
     else
+        start_app "$name"
         sleep 2
         alive "$name" || fail_with_log "$name"
     fi
@@ -343,5 +361,5 @@ case "${1:-}" in
     env) cmd_env ;;
     smoke) cmd_smoke ;;
     restart) shift; cmd_restart "$@" ;;
-    *) echo "usage: $0 up [--infra-only] | down | status | env | smoke | restart worker|pipeline|api" >&2; exit 2 ;;
+    *) echo "usage: $0 up [--infra-only] | down | status | env | smoke | restart s3|mlflow|worker|pipeline|api" >&2; exit 2 ;;
 esac

@@ -180,3 +180,29 @@ def test_checkpoint_past_the_end_of_the_log_is_discarded(tmp_path, monkeypatch):
     fresh = PipelineViews()
     asyncio.run(runtime.Checkpointed(fresh, follower, Checkpoint(stored.path)).restore(None))
     assert fresh.position == 0 and fresh.experiments.runs == [] and not stored.path.exists()
+
+
+def test_a_version_processed_again_merges_into_the_catalog_and_model_before_it():
+    """After a restart or a retry, a version whose catalog (or model) already reached the log must
+    merge into the catalog before it, and measure drift against the model before it, not its own."""
+    from domain import events
+    from projections.views import PipelineViews
+
+    views = PipelineViews()
+    stream = [
+        events.CatalogPublished(version="v1", catalog_prefix="c/v1", content_hash="", stats={}),
+        events.ModelDeployed(version="v1", model_version="1.0", run_id="r1", trained_on="v1", metrics={},
+                             model_key="m/1.0", features_count=1, data_hash="", catalog_prefix="c/v1"),
+        events.CatalogPublished(version="v2", catalog_prefix="c/v2", content_hash="", stats={}),
+        events.ModelDeployed(version="v2", model_version="2.0", run_id="r2", trained_on="v2", metrics={},
+                             model_key="m/2.0", features_count=1, data_hash="", catalog_prefix="c/v2"),
+        events.CatalogPublished(version="v2", catalog_prefix="c/v2", content_hash="", stats={}),  # a retry
+    ]
+    for offset, event in enumerate(stream):
+        views.apply(offset, event.to_bytes())
+    assert views.catalog.before("v2").version == "v1" and views.catalog.before("v3").version == "v2"
+    assert views.registry.before("v2").model_version == "1.0" and views.registry.before("v3").model_version == "2.0"
+    assert views.catalog.before("v1") is None and views.registry.before("v1") is None
+    restored = PipelineViews()
+    restored.restore(views.position, views.state())
+    assert restored.state() == views.state() and restored.catalog.before("v2").version == "v1"
