@@ -46,3 +46,27 @@ def normalised(factors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero): dot products become cosines."""
     norms = np.linalg.norm(factors, axis=1, keepdims=True)
     return np.where(norms > 0, factors / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
+
+
+TOP_UNKNOWN = 20     # best-scored brands a user does not buy at yet, kept per user
+_CHUNK_USERS = 4096  # users scored at once against every brand (memory: chunk x n_brands floats)
+
+
+def top_unknown(user_factors: np.ndarray, brand_factors: np.ndarray, counts: sparse.csr_matrix) -> np.ndarray:
+    """Per user, the TOP_UNKNOWN highest ALS preferences among brands the user has not bought at,
+    descending (-inf where fewer exist). Whether a brand is the user's next step depends on how it
+    compares with the user's other unknown brands, not on its preference alone: a user walks to the
+    best-fitting brands they do not know yet first."""
+    n_users, n_brands = counts.shape
+    top = np.full((n_users, TOP_UNKNOWN), -np.inf, dtype=np.float32)
+    k = min(TOP_UNKNOWN, n_brands)
+    if k == 0:
+        return top
+    for lo in range(0, n_users, _CHUNK_USERS):
+        hi = min(lo + _CHUNK_USERS, n_users)
+        scores = user_factors[lo:hi] @ brand_factors.T
+        block = counts[lo:hi]
+        scores[np.repeat(np.arange(hi - lo), np.diff(block.indptr)), block.indices] = -np.inf
+        best = np.partition(scores, n_brands - k, axis=1)[:, n_brands - k:] if k < n_brands else scores
+        top[lo:hi, :k] = -np.sort(-best, axis=1)
+    return top

@@ -34,7 +34,10 @@ PAIR_FEATURES = [
 # Learnt user and brand embeddings (ALS over the user x brand matrix): the user's predicted preference
 # for the brand, and the user's similarity to the brand's customers, to its recent new customers (the
 # seed audience) and to the offer's own converts so far (users who already answered this offer).
-EMBEDDING_FEATURES = ["mf_score", "mf_customers_similarity", "mf_seed_similarity", "mf_window_converts_similarity"]
+# mf_rank: how many of the user's best unbought brands the user prefers to this one (a user walks to
+# the best-fitting brands they do not know yet first); mf_margin: the preference's distance to the best.
+EMBEDDING_FEATURES = ["mf_score", "mf_rank", "mf_margin", "mf_customers_similarity", "mf_seed_similarity",
+                      "mf_window_converts_similarity"]
 # What the user's latest adoptions say about the brand being next (ml.features.sequences).
 SEQUENCE_FEATURES = ["next_after_last", "next_after_recent"]
 # The offer itself, and where the scoring day sits in its window: days until its start (negative once

@@ -116,12 +116,20 @@ def _lift(state: State, name: str, members: np.ndarray) -> np.ndarray:
 
 
 def _embedding_block(state: State, brand: int, groups: OfferGroups, rows: np.ndarray) -> np.ndarray:
-    """EMBEDDING_FEATURES: the ALS preference of each user for the brand, and cosines of the user's
-    factors with the centroids of the brand's customers, recent new customers and window converts."""
+    """EMBEDDING_FEATURES: the ALS preference of each user for the brand, its rank and margin among the
+    user's best unbought brands, and cosines of the user's factors with the centroids of the brand's
+    customers, recent new customers and window converts."""
     unit = state.derived()["user_unit"]
     users = unit[rows]
-    columns = [(state.user_factors[rows] @ state.brand_factors[brand]) if 0 <= brand < len(state.brand_ids)
-               else np.zeros(len(rows), np.float32)]
+    if 0 <= brand < len(state.brand_ids):
+        preference = state.user_factors[rows] @ state.brand_factors[brand]
+        top = state.mf_top[rows]
+        columns = [preference, (top > preference[:, None]).sum(axis=1),
+                   np.where(np.isfinite(top[:, 0]), preference - top[:, 0], 0.0)]
+    else:
+        # An unknown brand has no preference: ranked behind every brand the user could walk to.
+        columns = [np.zeros(len(rows), np.float32), np.full(len(rows), state.mf_top.shape[1], np.float32),
+                   np.zeros(len(rows), np.float32)]
     for group in (groups.members, groups.recent, groups.window_converts):
         centroid = unit[group].mean(axis=0) if len(group) else np.zeros(unit.shape[1], np.float32)
         norm = float(np.linalg.norm(centroid))

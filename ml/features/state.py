@@ -49,6 +49,7 @@ class State:
     merchants: pl.DataFrame
     user_factors: np.ndarray        # n_users x embeddings.FACTORS (ALS), float32
     brand_factors: np.ndarray       # n_brands x embeddings.FACTORS
+    mf_top: np.ndarray              # n_users x embeddings.TOP_UNKNOWN: best preferences among unbought brands
     adoptions: sequences.Adoptions  # brand-to-brand transitions and each user's latest adoptions
     lift_codes: dict[str, np.ndarray] = field(default_factory=dict)
     # Derived once (saved with a bundle): normalised matrices, column views, attribute priors.
@@ -112,6 +113,7 @@ class State:
         np.save(arrays / "category_share.npy", self.category_share)
         np.save(arrays / "user_factors.npy", self.user_factors)
         np.save(arrays / "brand_factors.npy", self.brand_factors)
+        np.save(arrays / "mf_top.npy", self.mf_top)
         np.save(arrays / "last_adoption.npy", self.adoptions.last)
         for part in ("offer_ids", "indptr", "indices"):
             np.save(arrays / f"offer_users.{part}.npy", getattr(self.offer_users, part))
@@ -153,7 +155,7 @@ class State:
                                    array("offer_users.indices")),
             offers=pl.read_parquet(directory / "offers.parquet"),
             merchants=pl.read_parquet(directory / "merchants.parquet"),
-            user_factors=array("user_factors"), brand_factors=array("brand_factors"),
+            user_factors=array("user_factors"), brand_factors=array("brand_factors"), mf_top=array("mf_top"),
             adoptions=sequences.Adoptions(transitions=matrix("transitions"), last=array("last_adoption"),
                                           recent=matrix("recent_adoptions")),
             lift_codes={name: array(f"lift.{name}") for name in meta["lift_attributes"]},
@@ -338,6 +340,7 @@ def state_at(history: History, cut: int, exposure_as_of: int | None = None) -> S
         offer_frame = offer_frame.filter(pl.col("day").is_null() | known)
     offer_users = OfferUsers.build(offer_frame.select("offer_id", "kind", "u"), n)
     user_factors, brand_factors = embeddings.fit(counts)
+    mf_top = embeddings.top_unknown(user_factors, brand_factors, counts)
     adoptions = sequences.build(u, b, first_days, n, n_brands, history.min_day, cut)
 
     user_raw = profile.select(CATEGORICAL)
@@ -350,7 +353,7 @@ def state_at(history: History, cut: int, exposure_as_of: int | None = None) -> S
         cut=int(cut), user_ids=history.user_ids, brand_ids=history.brand_ids, user_raw=user_raw,
         user_numeric=user_numeric, counts=counts, first=first, brand_stats=brand_stats, category_share=share,
         brand_seen=brand_seen, brand_activated=brand_activated, offer_users=offer_users,
-        offers=history.offers, merchants=history.merchants, user_factors=user_factors, brand_factors=brand_factors,
+        offers=history.offers, merchants=history.merchants, user_factors=user_factors, brand_factors=brand_factors, mf_top=mf_top,
         adoptions=adoptions,
         lift_codes=lift_codes,
     )
