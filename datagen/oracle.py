@@ -7,7 +7,8 @@ A client's first adoption of brand b after the cut is whichever comes first of i
   simulator spreads events (weekends busier);
 - the ladder: b is adopted at the k-th step after the cut, k = (b's rank on the client's ladder) -
   (steps taken by the cut) + 1; steps are a Poisson process of rate v * A_u per month on uniform
-  days, so P(no ladder adoption by t) = P(N(t) < k), a Poisson tail;
+  days, so P(no ladder adoption by t) = P(N(t) < k), a Poisson tail (never, if the walk passed b
+  before it opened);
 - each offer of b known at the cut: hazard LIFT * lambda(u, b, era) inside its window for the
   clients who see it. For an offer that started before the cut, its seens are delivered and so are
   its activations up to the cut; a seen client not activated yet may still be, with the generator's
@@ -24,7 +25,8 @@ repeat purchase lands in the window, with b's share of the client's loyalty at t
 the one approximation besides the reach: brands adopted after the cut dilute it a little.
 
 Offers announced but unknown to the version (those of later months) are not known at the cut and
-add nothing; every held-out brand is open from the cut on, so a ladder step never skips it.
+add nothing. Every held-out brand is open from the cut on (its merchant is delivered), so no step
+after the cut finds it closed.
 """
 from __future__ import annotations
 
@@ -164,20 +166,22 @@ class Oracle:
         return survival
 
     def _ladder_survival(self, brand: int, t: int) -> np.ndarray | float:
-        """P(the ladder walk has not reached the brand by day t) of each known client."""
+        """P(the ladder walk has not adopted the brand by day t) of each known client without it."""
         world = self.world
         if world.ladder is None:
             return 1.0
         needed = self._cached(brand, "needed", lambda: self._steps_needed(brand))
         steps = world.visibility * world.adopt[self.users] * self._integral(lambda m: 1.0, self.cut, t, weighted=False)
+        # needed <= 0: the walk passed it (before it opened, or it would be known): never by the ladder.
         return np.where(needed >= 1, gammaincc(np.maximum(needed, 1), steps), 1.0)
 
     def _steps_needed(self, brand: int) -> np.ndarray:
-        """Ladder steps after the cut until each known client reaches the brand (<= 0: passed or not on it)."""
+        """Ladder steps after the cut until each known client reaches the brand (0 or less: never)."""
         rank = np.full(self.world.n_users, -1)
         rows, columns = np.nonzero(self.world.ladder == brand)
         rank[rows] = columns
-        return rank[self.users] - self.steps_taken + 1
+        rank = rank[self.users]
+        return np.where(rank >= 0, rank - self.steps_taken + 1, 0)
 
     def _survival(self, brand: int, t: int) -> np.ndarray:
         """S(t): P(no adoption of the brand in [cut, t)) for each known client without it at the cut."""

@@ -126,15 +126,17 @@ class Simulator:
         users = np.repeat(fresh, counts)
         brands = self.sample_brands(users, era)
         if world.ladder is not None:
-            walked, rungs, _ = self._ladder_steps(fresh, world.adopt[fresh] * world.scale["prior_months"], PRIOR, 1, era)
+            walked, rungs, _ = self._ladder_steps(fresh, world.adopt[fresh] * world.scale["prior_months"], PRIOR, 1,
+                                                  era)
             users, brands = np.concatenate([users, walked]), np.concatenate([brands, rungs])
         self._add_pairs(users, brands, np.full(len(users), PRIOR, np.int64), era)
 
     def _ladder_steps(self, clients: np.ndarray, rate: np.ndarray, first_day: int, days: int, era: int
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each client walks Poisson(visibility * rate) steps down their ladder (rate: the client's adoptions
-        expected in the period) on uniform days of [first_day, first_day + days); returns the (client, brand,
-        day) of the steps that land on an open brand."""
+        expected in the period) on uniform days of [first_day, first_day + days). A step adopts the brand it
+        lands on if the brand is open (a brand passed before it opened is left behind: the client moved on).
+        Returns the (client, brand, day) of the adoptions."""
         world = self.world
         counts = self.ladder_rng.poisson(rate * world.visibility)
         users = np.repeat(clients, counts)
