@@ -1,4 +1,5 @@
-"""`python -m datagen --scale tiny --seed 42 --out DIR --series base,same,drift_clients [--visibility V --targeting T]`."""
+"""`python -m datagen --scale tiny --seed 42 --out DIR --series base,same,drift_clients [--visibility V] [--targeting T]`.
+"""
 import argparse
 import time
 

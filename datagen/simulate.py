@@ -303,7 +303,8 @@ class Simulator:
         unique = offers.unique(["offer_id", "merchant_id_offer"], keep="first", maintain_order=True)
         for row, offer in enumerate(unique.iter_rows(named=True)):
             brand = int(merchant_brand[offer["merchant_id_offer"]])
-            keys = world.targeting * np.log(targeting_affinity(world, active, brand, era)) + rng.gumbel(size=len(active))
+            affinity = targeting_affinity(world, active, brand, era)
+            keys = world.targeting * np.log(affinity) + rng.gumbel(size=len(active))
             seen = np.sort(active[np.argpartition(-keys, size - 1)[:size]])
             activated = rng.random(len(seen)) < ACTIVATION_SHARE
             start = day_number(offer["start_date"])
