@@ -34,7 +34,8 @@ def make_state() -> State:
     empty = sparse.csr_matrix((n_users, n_brands), dtype=np.float32)
     return State(
         cut=START + 10, user_ids=np.arange(101, 107), brand_ids=np.arange(501, 505),
-        user_raw=pl.DataFrame({name: [None] * n_users for name in CATEGORICAL}, schema={n: pl.Utf8 for n in CATEGORICAL}),
+        user_raw=pl.DataFrame({name: [None] * n_users for name in CATEGORICAL},
+                              schema={name: pl.Utf8 for name in CATEGORICAL}),
         user_numeric=user_numeric, counts=counts, first=first,
         brand_stats=np.zeros((n_brands, len(BRAND_FEATURES) - 1), np.float32),
         category_share=np.zeros((n_users, 1), np.float32), brand_seen=empty, brand_activated=empty.copy(),
