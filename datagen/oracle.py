@@ -177,11 +177,33 @@ class Oracle:
 
     def _steps_needed(self, brand: int) -> np.ndarray:
         """Ladder steps after the cut until each known client reaches the brand (0 or less: never)."""
+        users, ranks, bounds = self._ladder_places
+        slot = int(np.searchsorted(self._ladder_brands, brand))
         rank = np.full(self.world.n_users, -1)
-        rows, columns = np.nonzero(self.world.ladder == brand)
-        rank[rows] = columns
+        rank[users[bounds[slot]:bounds[slot + 1]]] = ranks[bounds[slot]:bounds[slot + 1]]
         rank = rank[self.users]
         return np.where(rank >= 0, rank - self.steps_taken + 1, 0)
+
+    def index_ladders(self, brands: np.ndarray, chunk: int = 4096) -> None:
+        """Where each of these brands sits on every client's ladder, found in one pass over the ladders
+        (a pass per brand cost a second per ten brands at 15k clients)."""
+        world = self.world
+        self._ladder_brands = np.unique(brands)
+        if world.ladder is None:
+            return
+        slot_of = np.full(world.n_brands, -1, np.int32)
+        slot_of[self._ladder_brands] = np.arange(len(self._ladder_brands), dtype=np.int32)
+        users, ranks, slots = [], [], []
+        for lo in range(0, world.n_users, chunk):
+            slot = slot_of[world.ladder[lo:lo + chunk]]
+            rows, columns = np.nonzero(slot >= 0)
+            users.append((rows + lo).astype(np.int32))
+            ranks.append(columns.astype(np.int32))
+            slots.append(slot[rows, columns])
+        slots = np.concatenate(slots)
+        order = np.argsort(slots, kind="stable")
+        bounds = np.searchsorted(slots[order], np.arange(len(self._ladder_brands) + 1))
+        self._ladder_places = (np.concatenate(users)[order], np.concatenate(ranks)[order], bounds)
 
     def _survival(self, brand: int, t: int) -> np.ndarray:
         """S(t): P(no adoption of the brand in [cut, t)) for each known client without it at the cut."""
@@ -226,6 +248,7 @@ class Oracle:
         horizon; at most `top` clients per offer (the most likely) when given."""
         parts = []
         offers = offers.with_columns(pl.col("merchant_id_offer").replace_strict(brand_of).alias("brand"))
+        self.index_ladders(offers["brand"].to_numpy())
         for offer in offers.sort("brand", "offer_id", "merchant_id_offer").iter_rows(named=True):
             brand = offer["brand"]
             start = day_number(offer["start_date"])
