@@ -232,14 +232,15 @@ def markdown(reports: list[dict], command: str) -> str:
             name = f"**{ranking}**" if ranking in ("model", "oracle") else ranking
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["| world | seed | train s | retrain s | train peak MB | data+scoring peak MB | "
-              "Jaccard, same version | Jaccard, drift + retrain | first-call p95 ms |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| world | seed | train s | retrain s | train peak MB | data+scoring peak MB | Jaccard, same version "
+              "| Jaccard, drift + retrain | first-call p95 ms |", "|---|---|---|---|---|---|---|---|---|"]
+    nan = float("nan")
     for r in reports:
         f, s = r["figures"], r.get("stability", {})
-        lines.append(f"| {r['world']} | {r['seed']} | {f['train_seconds']:.0f} | {f.get('retrain_seconds', float('nan')):.0f} | "
-                     f"{f['train_peak_memory_mb']:.0f} | {f['peak_memory_mb_data_and_scoring']:.0f} | "
-                     f"{s.get('jaccard_same', float('nan')):.3f} | {s.get('jaccard_drift_retrained', float('nan')):.3f} | "
-                     f"{r['holdout']['latency_p95_ms_uncached']:.0f} |")
+        lines.append(f"| {r['world']} | {r['seed']} | {f['train_seconds']:.0f} | {f.get('retrain_seconds', nan):.0f} "
+                     f"| {f['train_peak_memory_mb']:.0f} | {f['peak_memory_mb_data_and_scoring']:.0f} "
+                     f"| {s.get('jaccard_same', nan):.3f} | {s.get('jaccard_drift_retrained', nan):.3f} "
+                     f"| {r['holdout']['latency_p95_ms_uncached']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
