@@ -21,12 +21,12 @@ and P(first adoption in [s, e]) = S(max(s, cut)) - S(e + 1).
 Clients who know b at the cut (a pair in the repertoire) get 0 if they bought there before the offer's
 start, 1 if their first purchase fell inside the window before the cut (a running offer's converts),
 and otherwise -- a brand known from before joining the bank, never bought yet -- the chance that a
-repeat purchase lands in the window, with b's share of the client's loyalty at the cut. That share is
-the one approximation besides the reach: brands adopted after the cut dilute it a little.
+repeat purchase lands in the window, with b's share of the client's loyalty at the cut.
 
-Offers announced but unknown to the version (those of later months) are not known at the cut and
-add nothing. Every held-out brand is open from the cut on (its merchant is delivered), so no step
-after the cut finds it closed.
+Approximations, all small: the reach above; that loyalty share (brands adopted after the cut dilute
+it a little); and offers of b not announced by the cut, whose exposure would add a little hazard but
+which nobody can know of at the cut. Every held-out brand is open from the cut on (its merchant is
+delivered), so no step after the cut finds it closed.
 """
 from __future__ import annotations
 
