@@ -1,12 +1,25 @@
-"""Model quality and cost: MAP@100 / precision@100 of the model against baselines on held-out offers.
+"""Model quality against the generator's oracle and simple baselines, per kind of held-out offer, in worlds
+that span what the checker may send; plus training cost and audience stability.
 
-    python bench/ml_quality.py --scale small|full [--out reports/ml_quality.json]
+    python bench/ml_quality.py [--scale small|full] [--worlds low-likely,...] [--seeds 1,2]
+                               [--out reports/ml_quality.json] [--keep DIR] [--no-stability]
 
-Data: the project's generator (`datagen`, first version plus its `_holdout/` offers, future transactions
-and oracle) when it is installed; otherwise the synthetic fixture of the unit tests scaled up (then the
-"held-out offers" are the time-split hold-out of `ml.train`, and there is no oracle).
-Baselines: random candidates; popularity among non-customers (most active users in the last 90 days);
-segment look-alike rate (users of the segments most over-represented among the brand's customers).
+Worlds (`datagen` knobs): visibility low (0: the original world, most of a first purchase is hidden
+taste) or high (1: adoption walks a ladder of visible fit), times targeting likely (1: the bank shows
+offers mostly to likely buyers) or random (0). For each world and seed:
+
+1. generate v1 (base), v2 (same distributions) and v3 (behaviour drift), as increments;
+2. merge v1 into a catalog, train the model on it (`ml.train.train`, in a child process so its peak
+   memory is its own), build the serving bundle and score every held-out offer of v1 through the
+   serving path (`Scorer.score_offer`), next to the oracle (the generator's true probabilities) and
+   every baseline of `ml.baselines`, all ranking the same candidates (clients who had not bought at
+   the brand before the offer's start); MAP@100 and precision@100 per kind: fresh (starting right
+   after the data), running (window contains the cut), far (starting two months or more after it);
+3. audience stability: mean top-100 Jaccard of each offer of the v1 catalog before and after v2 is
+   merged (bundle rebuilt, same model), and after v3 is merged and the model retrained.
+
+Every figure but times and memory is deterministic: the same seeds give the same numbers. Each world
+and seed runs in its own process, so the memory figures do not add up across runs.
 """
 from __future__ import annotations
 
@@ -14,13 +27,16 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 from ml import ALLOCATOR_ENV  # noqa: E402
 
@@ -30,43 +46,26 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
 from domain.settings import load_params  # noqa: E402
+from ml.baselines import BASELINES, Context  # noqa: E402
 from ml.catalog import merge, read_table  # noqa: E402
 from ml.evaluate import average_precision_at_k, precision_at_k, top_k  # noqa: E402
-from ml.features import EPOCH, FEATURE_NAMES, USER_NUMERIC, OfferSpec, customers_before, offer_features  # noqa: E402
-from ml.ground_truth import offers_ground_truth  # noqa: E402
+from ml.features import EPOCH, OPEN_END_DAY, OfferSpec, customers_before  # noqa: E402
+from ml.ground_truth import OPEN_END, offers_ground_truth  # noqa: E402
 from ml.serving import Scorer, build_bundle  # noqa: E402
 
-SCALES = {"small": {"users": 5000, "brands": 400, "days": 300}, "full": {"users": 50000, "brands": 3000, "days": 300}}
+WORLDS = {"low-likely": (0.0, 1.0), "low-random": (0.0, 0.0), "high-likely": (1.0, 1.0), "high-random": (1.0, 0.0)}
+KINDS = ("fresh", "running", "far")
+RANKINGS = ("model", "oracle", *BASELINES)
+SERIES = ["base", "same", "drift_behaviour"]
 
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _version(work: Path, scale: str, seed: int) -> Path:
-    try:
-        import datagen  # noqa: F401
-        from datagen import generate_series
-    except ImportError:
-        from tests.unit.test_ml_fixture import make_snapshot
-
-        return make_snapshot(work / "v1", seed=seed, **SCALES[scale])
-    versions = generate_series(work / "generated", scale=scale, seed=seed, scenarios=["base"], mode="full")
-    return Path(versions[0])
-
-
-def _reuse(work: Path) -> Path | None:
-    """A kept work directory already holding a generated version (re-runs skip generation)."""
-    for candidate in (work / "v1", *sorted((work / "generated").glob("*"))):
-        if (candidate / "transaction.parquet").exists():
-            return candidate
-    return None
-
-
-def _train_in_child(work: Path, params: dict, seed: int):
-    """Train in a child process, so its peak memory is measured apart from data generation."""
+def _train_in_child(catalog: Path, out: Path, params: dict, seed: int):
+    """Train in a child process; its own peak memory (VmHWM) goes into the result's metrics."""
     import pickle
-    import subprocess
 
     code = ("import pickle,sys,json; from pathlib import Path; from ml.train import train; "
             "p=json.loads(sys.argv[3]); r=train(Path(sys.argv[1]), Path(sys.argv[2]), p, int(sys.argv[4])); "
@@ -74,157 +73,231 @@ def _train_in_child(work: Path, params: dict, seed: int):
             "import re; status=open('/proc/self/status').read(); "
             "r.metrics['peak_memory_mb']=int(re.search(r'VmHWM:\\s+(\\d+)', status).group(1))/1024; "
             "Path(sys.argv[2],'result.pkl').write_bytes(pickle.dumps(r))")
-    root = Path(__file__).resolve().parent.parent
-    subprocess.run([sys.executable, "-c", code, str(work / "catalog"), str(work / "model"), json.dumps(params),
-                    str(seed)], check=True, cwd=root)
-    return pickle.loads((work / "model" / "result.pkl").read_bytes())
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code, str(catalog), str(out), json.dumps(params), str(seed)], check=True,
+                   cwd=ROOT)
+    result = pickle.loads((out / "result.pkl").read_bytes())
+    return result, time.perf_counter() - started
 
 
-def _holdout_offers(scorer: Scorer, version: Path, catalog: Path, k: int, seed: int,
-                    max_offers: int = 200) -> dict[str, float] | None:
-    """Score the generator's held-out offers (future windows) against their real ground truth."""
+def _brand_index(brand_ids: np.ndarray, brand_dk: int | None) -> int:
+    if brand_dk is None:
+        return -1
+    position = int(np.searchsorted(brand_ids, brand_dk))
+    return position if position < len(brand_ids) and brand_ids[position] == brand_dk else -1
+
+
+def score_holdout(scorer: Scorer, version: Path, catalog: Path, k: int, seed: int, max_offers: int) -> dict:
+    """Every ranking on every held-out offer of the version: {kind: {ranking: {map, precision}}, offers}."""
     holdout = version / "_holdout"
-    if not (holdout / "offer.parquet").exists():
-        return None
-    offers = pl.read_parquet(holdout / "offer.parquet")
-    future = pl.read_parquet(holdout / "transaction.parquet").select("user_id", "brand_dk", "event_date")
+    offers = pl.read_parquet(holdout / "offer.parquet").sort("kind", "offer_id", "merchant_id_offer")
+    offers = pl.concat([group if group.height <= max_offers else group.sample(max_offers, seed=seed).sort("offer_id")
+                        for group in offers.partition_by("kind", maintain_order=True)])
     past = read_table(catalog, "transaction", ["user_id", "brand_dk", "event_date"])
+    future = pl.read_parquet(holdout / "transaction.parquet").select(past.columns)
     merchants = read_table(catalog, "merchant")
-    if (holdout / "merchant.parquet").exists():
-        merchants = pl.concat([merchants, pl.read_parquet(holdout / "merchant.parquet").select(merchants.columns)])
-    truth = offers_ground_truth(pl.concat([past, future.select(past.columns)]), offers, merchants)
-    offers = offers.unique(["offer_id", "merchant_id_offer"], keep="first").sort("offer_id").head(max_offers)
-    oracle = None
-    if (holdout / "oracle.parquet").exists():
-        # One row per (offer, active user): read only the offers scored here, grouped once.
-        oracle = {key: frame for key, frame in pl.scan_parquet(holdout / "oracle.parquet").filter(
-            pl.col("offer_id").is_in(offers["offer_id"].to_list())).collect().partition_by(
-            ["offer_id", "merchant_id_offer"], as_dict=True).items()}
-    rng = np.random.default_rng(seed)
+    truth = offers_ground_truth(pl.concat([past, future]), offers, merchants)
+    truth = {key: set(frame["user_id"].to_list())
+             for key, frame in truth.partition_by(["offer_id", "merchant_id_offer"], as_dict=True).items()}
+    oracle = {key: frame for key, frame in pl.scan_parquet(holdout / "oracle.parquet").filter(
+        pl.col("offer_id").is_in(offers["offer_id"].implode())).collect().partition_by(
+        ["offer_id", "merchant_id_offer"], as_dict=True).items()}
+    brand_of = dict(zip(merchants["merchant_id_offer"].to_list(), merchants["brand_dk"].to_list()))
     state = scorer.state
-    activity = USER_NUMERIC.index("tx_90d")
-    segment_lift = FEATURE_NAMES.index("segment_lift")
-    results: dict[str, list[float]] = {}
-
-    def record(name: str, ranked: list[int], relevant: set[int]) -> None:
-        results.setdefault(f"map_at_{k}_{name}", []).append(average_precision_at_k(ranked, relevant, k))
-        results.setdefault(f"precision_at_{k}_{name}", []).append(precision_at_k(ranked, relevant, k))
-
+    context = Context(state, seed)
+    values: dict[str, dict[str, dict[str, list[float]]]] = {kind: {} for kind in KINDS}
+    new_customers: dict[str, list[int]] = {kind: [] for kind in KINDS}
     latencies = []
+
+    def record(kind: str, ranking: str, ranked: np.ndarray | list[int], relevant: set[int]) -> None:
+        figures = values[kind].setdefault(ranking, {"map": [], "precision": []})
+        figures["map"].append(average_precision_at_k(ranked, relevant, k))
+        figures["precision"].append(precision_at_k(ranked, relevant, k))
+
     for row in offers.iter_rows(named=True):
-        relevant = set(truth.filter((pl.col("offer_id") == row["offer_id"])
-                                    & (pl.col("merchant_id_offer") == row["merchant_id_offer"]))["user_id"].to_list())
+        key = (row["offer_id"], row["merchant_id_offer"])
+        relevant = truth.get(key, set())
         if not relevant:
-            continue
+            continue  # MAP is the mean over offers with at least one new customer
+        kind = row["kind"]
+        new_customers[kind].append(len(relevant))
         started = time.perf_counter()
         audience = scorer.score_offer(row["offer_id"], row["merchant_id_offer"], row["start_date"], row["end_date"],
                                       row["offer_text"], k)
         latencies.append(time.perf_counter() - started)
-        record("model", [u for u, _ in audience.users], relevant)
-        brand_dk = merchants.filter(pl.col("merchant_id_offer") == row["merchant_id_offer"])["brand_dk"].head(1)
-        known = brand_dk.len() > 0 and brand_dk.item() is not None
-        position = int(np.searchsorted(state.brand_ids, brand_dk.item())) if known else -1
-        brand = position if known and position < len(state.brand_ids) and \
-            state.brand_ids[position] == brand_dk.item() else -1
-        spec = OfferSpec(brand=brand, start_day=(row["start_date"] - EPOCH).days, end_day=10**6)
+        record(kind, "model", [user for user, _ in audience.users], relevant)
+        end = row["end_date"]
+        spec = OfferSpec(brand=_brand_index(state.brand_ids, brand_of.get(row["merchant_id_offer"])),
+                         start_day=(row["start_date"] - EPOCH).days,
+                         end_day=OPEN_END_DAY if end is None or end >= OPEN_END else (end - EPOCH).days,
+                         text=row["offer_text"], offer_id=row["offer_id"])
         mask = np.ones(state.n_users, dtype=bool)
-        mask[customers_before(state, brand, spec.start_day)] = False
+        mask[customers_before(state, spec.brand, spec.start_day)] = False
         pool = np.flatnonzero(mask)
         ids = state.user_ids[pool]
-        record("random", ids[rng.permutation(len(pool))[:k]].tolist(), relevant)
-        record("popularity", ids[top_k(state.user_numeric[pool, activity], ids, k)].tolist(), relevant)
-        lift = offer_features(state, spec, pool)[:, segment_lift]
-        record("segment", ids[top_k(lift, ids, k)].tolist(), relevant)
-        mine = (oracle or {}).get((row["offer_id"], row["merchant_id_offer"]))
-        if mine is not None and "probability" in mine.columns:
-            # The oracle scores every active user: rank it among the same candidates (non-customers).
-            mine = mine.filter(pl.col("user_id").is_in(ids.tolist()))
-            ranked = mine.sort(["probability", "user_id"], descending=[True, False])["user_id"].head(k).to_list()
-            record("oracle", ranked, relevant)
-    metrics = {name: float(np.mean(v)) for name, v in results.items()}
-    metrics["offers"] = float(len(results.get(f"map_at_{k}_model", [])))
-    if latencies:
-        metrics["latency_p95_ms_uncached"] = float(np.percentile(latencies, 95) * 1000)
-    return metrics
+        for name, baseline in BASELINES.items():
+            record(kind, name, ids[top_k(baseline(context, spec, pool), ids, k)], relevant)
+        # The oracle ranks the same candidates by their true probability (0 where it kept no row).
+        probability = np.zeros(len(pool))
+        mine = oracle.get(key)
+        if mine is not None:
+            at = np.searchsorted(ids, mine["user_id"].to_numpy())
+            inside = (at < len(ids)) & (ids[np.minimum(at, len(ids) - 1)] == mine["user_id"].to_numpy())
+            probability[at[inside]] = mine["probability"].to_numpy()[inside]
+        record(kind, "oracle", ids[top_k(probability, ids, k)], relevant)
+    result = {kind: {ranking: {name: float(np.mean(v)) for name, v in figures.items()}
+                     for ranking, figures in values[kind].items()} for kind in KINDS}
+    result["offers"] = {kind: len(new_customers[kind]) for kind in KINDS}
+    result["new_customers_per_offer"] = {kind: float(np.mean(v)) if v else 0.0 for kind, v in new_customers.items()}
+    result["latency_p95_ms_uncached"] = float(np.percentile(latencies, 95) * 1000) if latencies else float("nan")
+    return result
+
+
+def audiences(scorer: Scorer, offers: list[tuple[int, int]], k: int) -> dict[tuple[int, int], set[int]]:
+    return {key: {user for user, _ in scorer.audience(*key, k).users} for key in offers}
+
+
+def mean_jaccard(before: dict, after: dict) -> float:
+    scores = [len(before[key] & after[key]) / len(before[key] | after[key]) for key in before
+              if before[key] | after[key]]
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def evaluate_world(world: str, seed: int, scale: str, work: Path, params: dict, train_seed: int, k: int,
+                   stability: bool, max_offers: int) -> dict:
+    from datagen import generate_series
+
+    visibility, targeting = WORLDS[world]
+    figures: dict[str, float] = {}
+    t = time.perf_counter()
+    versions = generate_series(work / "generated", scale, seed, SERIES if stability else SERIES[:1], "increment",
+                               visibility, targeting)
+    figures["generate_seconds"] = time.perf_counter() - t
+    t = time.perf_counter()
+    rows = merge(None, versions[0], work / "catalog1")
+    figures["merge_seconds"] = time.perf_counter() - t
+    figures["transactions"] = float(rows["transaction"])
+    t = time.perf_counter()
+    build_bundle(work / "catalog1", work / "bundle1")
+    figures["bundle_seconds"] = time.perf_counter() - t
+    result, figures["train_seconds"] = _train_in_child(work / "catalog1", work / "model1", params, train_seed)
+    figures["train_peak_memory_mb"] = result.metrics["peak_memory_mb"]
+    scorer = Scorer(work / "bundle1", result.model_path)
+    t = time.perf_counter()
+    holdout = score_holdout(scorer, versions[0], work / "catalog1", k, seed, max_offers)
+    figures["score_seconds"] = time.perf_counter() - t
+    report = {"world": world, "seed": seed, "visibility": visibility, "targeting": targeting, "holdout": holdout,
+              "train_metrics": result.metrics, "loss_function": result.params.get("loss_function")}
+    if stability:
+        existing = (read_table(work / "catalog1", "offer").select("offer_id", "merchant_id_offer").unique()
+                    .sort("offer_id", "merchant_id_offer").head(max_offers).rows())
+        before = audiences(scorer, existing, k)
+        merge(work / "catalog1", versions[1], work / "catalog2")
+        build_bundle(work / "catalog2", work / "bundle2")
+        same = Scorer(work / "bundle2", result.model_path)
+        after_same = audiences(same, existing, k)
+        merge(work / "catalog2", versions[2], work / "catalog3")
+        build_bundle(work / "catalog3", work / "bundle3")
+        retrained, seconds = _train_in_child(work / "catalog3", work / "model3", params, train_seed)
+        figures["retrain_seconds"] = seconds
+        figures["train_peak_memory_mb"] = max(figures["train_peak_memory_mb"], retrained.metrics["peak_memory_mb"])
+        after_drift = audiences(Scorer(work / "bundle3", retrained.model_path), existing, k)
+        report["stability"] = {"offers": len(existing), "jaccard_same": mean_jaccard(before, after_same),
+                               "jaccard_drift_retrained": mean_jaccard(after_same, after_drift)}
+    figures["peak_memory_mb_data_and_scoring"] = _peak_mb()
+    report["figures"] = figures
+    return report
+
+
+# --- the report ------------------------------------------------------------------------------------------
+
+def _cell(runs: list[dict], kind: str, ranking: str, metric: str) -> str:
+    values = [run["holdout"][kind].get(ranking, {}).get(metric) for run in runs]
+    return " / ".join("–" if v is None else f"{v:.3f}" for v in values)
+
+
+def markdown(reports: list[dict], command: str) -> str:
+    lines = [f"`{command}`", ""]
+    seeds = sorted({r["seed"] for r in reports})
+    for world in dict.fromkeys(r["world"] for r in reports):
+        runs = sorted((r for r in reports if r["world"] == world), key=lambda r: r["seed"])
+        visibility, targeting = WORLDS[world]
+        offers = ", ".join(f"{kind} {' / '.join(str(r['holdout']['offers'][kind]) for r in runs)}" for kind in KINDS)
+        lines += [f"**{world}** (visibility {visibility:g}, targeting {targeting:g}); cells: seed "
+                  f"{' / '.join(map(str, seeds))}; offers with new customers: {offers}", "",
+                  "| ranking | " + " | ".join(f"{kind} MAP@100 | {kind} P@100" for kind in KINDS) + " |",
+                  "|---|" + "---|" * (2 * len(KINDS))]
+        for ranking in RANKINGS:
+            cells = [_cell(runs, kind, ranking, metric) for kind in KINDS for metric in ("map", "precision")]
+            name = f"**{ranking}**" if ranking in ("model", "oracle") else ranking
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["| world | seed | train s | retrain s | train peak MB | data+scoring peak MB | Jaccard, same version "
+              "| Jaccard, drift + retrain | first-call p95 ms |", "|---|---|---|---|---|---|---|---|---|"]
+    nan = float("nan")
+    for r in reports:
+        f, s = r["figures"], r.get("stability", {})
+        lines.append(f"| {r['world']} | {r['seed']} | {f['train_seconds']:.0f} | {f.get('retrain_seconds', nan):.0f} "
+                     f"| {f['train_peak_memory_mb']:.0f} | {f['peak_memory_mb_data_and_scoring']:.0f} "
+                     f"| {s.get('jaccard_same', nan):.3f} | {s.get('jaccard_drift_retrained', nan):.3f} "
+                     f"| {r['holdout']['latency_p95_ms_uncached']:.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", choices=sorted(SCALES), default="small")
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--keep", type=Path, default=None, help="work directory to keep (default: a temp dir)")
-    parser.add_argument("--losses", default=None,
-                        help="comma-separated CatBoost losses to compare on the time split (default: params.yaml)")
+    parser.add_argument("--scale", choices=["tiny", "small", "full"], default="small")
+    parser.add_argument("--worlds", default=",".join(WORLDS), help=f"comma-separated, from {list(WORLDS)}")
+    parser.add_argument("--seeds", default="1,2")
+    parser.add_argument("--out", type=Path, default=None, help="JSON report")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the work directories here (default: temporary)")
+    parser.add_argument("--no-stability", action="store_true", help="only v1: no audience stability, no retraining")
+    parser.add_argument("--max-offers", type=int, default=200, help="held-out offers per kind (a seeded sample)")
+    parser.add_argument("--losses", default=None, help="CatBoost losses to compare (default: params.yaml)")
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # WORLD:SEED:RESULT, run in a child
     args = parser.parse_args()
     params = load_params()
-    model_params, seed = params["model"], int(params["seed"])
+    model_params = dict(params["model"])
     if args.losses:
-        model_params = {**model_params, "loss_candidates": args.losses.split(",")}
+        model_params["loss_candidates"] = args.losses.split(",")
     k = int(model_params.get("eval_top_k", 100))
-    work = args.keep or Path(tempfile.mkdtemp(prefix="ml_quality_"))
-    work.mkdir(parents=True, exist_ok=True)
-    figures: dict[str, float] = {}
-    try:
-        t = time.perf_counter()
-        version = _reuse(work) or _version(work, args.scale, seed)
-        figures["generate_seconds"] = time.perf_counter() - t
-        t = time.perf_counter()
-        rows = merge(None, version, work / "catalog")
-        figures["merge_seconds"] = time.perf_counter() - t
-        figures["transactions"] = float(rows["transaction"])
-        t = time.perf_counter()
-        build_bundle(work / "catalog", work / "bundle")
-        figures["bundle_seconds"] = time.perf_counter() - t
-        figures["peak_memory_mb_data_prep"] = _peak_mb()
-        t = time.perf_counter()
-        result = _train_in_child(work, model_params, seed)
-        figures["train_seconds"] = time.perf_counter() - t
-        figures["train_peak_memory_mb"] = result.metrics["peak_memory_mb"]
-        scorer = Scorer(work / "bundle", result.model_path)
-        # Serving latency over the catalog's own offers: first call (uncached) and a repeat (cached).
-        offers = read_table(work / "catalog", "offer").unique(["offer_id", "merchant_id_offer"]).sort("offer_id")
-        cold, warm = [], []
-        for row in offers.head(40).iter_rows(named=True):
-            for bucket in (cold, warm):
-                t = time.perf_counter()
-                scorer.audience(row["offer_id"], row["merchant_id_offer"], 100)
-                bucket.append(time.perf_counter() - t)
-        figures["latency_p95_ms_first_call"] = float(np.percentile(cold, 95) * 1000) if cold else float("nan")
-        figures["latency_p95_ms_cached"] = float(np.percentile(warm, 95) * 1000) if warm else float("nan")
-        held = _holdout_offers(scorer, version, work / "catalog", k, seed)
-    finally:
-        if args.keep is None:
-            shutil.rmtree(work, ignore_errors=True)
-
-    m = result.metrics
-    print(f"\nml_quality --scale {args.scale}: {int(figures['transactions'])} transactions, loss "
-          f"{result.params['loss_function']}, {result.features_count} features\n")
-    compared = {name[len("validation_map_at_100_"):]: value for name, value in m.items()
-                if name.startswith("validation_map_at_100_")}
-    if len(compared) > 1:
-        print("losses compared on the latest training cut (sampled candidates): "
-              + ", ".join(f"{loss} MAP@100 {value:.4f}" for loss, value in compared.items()) + "\n")
-    print(f"time-split hold-out of ml.train ({int(m['holdout_offers'])} offers, {int(m['holdout_real_offers'])} real)")
-    print(f"{'ranking':<28}{'MAP@100':>10}{'P@100':>10}")
-    for name, suffix in (("model", ""), ("random", "_random"), ("popularity (non-customers)", "_popularity"),
-                         ("segment look-alike rate", "_segment")):
-        print(f"{name:<28}{m['map_at_100' + suffix]:>10.4f}{m['precision_at_100' + suffix]:>10.4f}")
-    if held:
-        print(f"\ngenerator's held-out offers ({int(held['offers'])} offers with new customers)")
-        print(f"{'ranking':<28}{'MAP@100':>10}{'P@100':>10}")
-        for name in ("model", "random", "popularity", "segment", "oracle"):
-            if f"map_at_{k}_{name}" in held:
-                print(f"{name:<28}{held[f'map_at_{k}_{name}']:>10.4f}{held[f'precision_at_{k}_{name}']:>10.4f}")
-    print()
-    for name, value in figures.items():
-        print(f"{name:<28}{value:>12.2f}")
-    for name in ("examples_seconds", "fit_seconds", "train_rows", "best_iterations"):
-        print(f"{name:<28}{m[name]:>12.2f}")
-    report = {"scale": args.scale, "train_metrics": m, "holdout_offers": held, "figures": figures,
-              "loss_function": result.params["loss_function"]}
+    if args.one:
+        world, seed, out = args.one.split(":", 2)
+        work = Path(args.keep) / f"{world}-{seed}" if args.keep else Path(tempfile.mkdtemp(prefix="ml_quality_"))
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        try:
+            report = evaluate_world(world, int(seed), args.scale, work, model_params, int(params["seed"]), k,
+                                    not args.no_stability, args.max_offers)
+        finally:
+            if not args.keep:
+                shutil.rmtree(work, ignore_errors=True)
+        Path(out).write_text(json.dumps(report, indent=1, sort_keys=True))
+        return
+    worlds = args.worlds.split(",")
+    unknown = [w for w in worlds if w not in WORLDS]
+    if unknown:
+        parser.error(f"unknown worlds {unknown}; known: {list(WORLDS)}")
+    command = "python bench/ml_quality.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    reports = []
+    with tempfile.TemporaryDirectory(prefix="ml_quality_results_") as results:
+        for world in worlds:
+            for seed in (int(s) for s in args.seeds.split(",")):
+                out = Path(results) / f"{world}-{seed}.json"
+                # Each world in its own process: its memory figures are its own, and it leaves nothing behind.
+                subprocess.run([sys.executable, __file__, *sys.argv[1:], "--one", f"{world}:{seed}:{out}"],
+                               check=True, cwd=ROOT)
+                reports.append(json.loads(out.read_text()))
+                print(f"{world} seed {seed}: " + ", ".join(
+                    f"{kind} model {reports[-1]['holdout'][kind].get('model', {}).get('map', float('nan')):.3f} "
+                    f"oracle {reports[-1]['holdout'][kind].get('oracle', {}).get('map', float('nan')):.3f}"
+                    for kind in KINDS), flush=True)
+    table = markdown(reports, command)
+    print("\n" + table)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2, sort_keys=True))
+        args.out.write_text(json.dumps({"command": command, "scale": args.scale, "runs": reports}, indent=1,
+                                       sort_keys=True))
 
 
 if __name__ == "__main__":

@@ -11,14 +11,17 @@ import numpy as np
 import polars as pl
 
 from datagen import scenarios as scenario_kinds
-from datagen.simulate import EPOCH, Boost, Simulator
+from datagen.oracle import Exposure, MonthSpan, Oracle
+from datagen.simulate import EPOCH, Boost, Simulator, day_number
 from datagen.world import Behaviour, World, build_world, load_texts, month_start
 from domain.tables import TABLES
 
 FIRST_MONTH = dt.date(2024, 6, 1)
 HISTORY_MONTHS = 12          # v1 holds June 2024 .. May 2025 (cut 2025-06-01); its held-out offers start in June 2025
 OFFER_MONTHS_BEFORE = 2      # offers (and who saw them) exist for the last two history months too
-HOLDOUT_MONTHS = 2           # future transactions written for the held-out offers' windows
+WORLD_EXTRA_ERAS = 2         # eras of newcomers and brands drawn past the series' end (the world's draws depend on it)
+FAR_MONTHS = 3               # a version also announces the offers of the month starting two months after its cut
+FUTURE_MONTHS = 5            # months after the cut whose transactions are held out: every window is clipped there
 
 
 def _typed(table: str, frame: pl.DataFrame) -> pl.DataFrame:
@@ -46,6 +49,8 @@ class Timeline:
         self.next_tx = 1
         self.next_offer = 1
         self.offers_so_far: pl.DataFrame | None = None
+        self.pending_activations: pl.DataFrame | None = None  # recorded in a later month than their offer's
+        self.positions: dict[int, np.ndarray] = {}  # month -> ladder steps taken by its end
 
     def month(self, index: int) -> dict:
         if index in self.months:
@@ -66,12 +71,41 @@ class Timeline:
             self.boosts.extend(new_boosts)
             today = int((np.datetime64(start, "D") - EPOCH).astype(int))
             self.boosts = [b for b in self.boosts if b.end >= today]
+            # An activation belongs to the month of its date: a version holds those up to its cut only.
+            activations = _concat([self.pending_activations, activations])
+            if activations is not None:
+                after = pl.col("activation_date") >= month_start(FIRST_MONTH, index + 1)
+                self.pending_activations = activations.filter(after)
+                activations = activations.filter(~after)
         transactions, receipts = self.sim.month(start, era, self.behaviours.get(era, Behaviour()), self.boosts,
                                                 self.next_tx)
         self.next_tx += transactions.height
+        self.positions[index] = self.sim.position.copy()
         self.months[index] = {"transaction": transactions, "receipts": receipts,
                               "offer": offers, "offer_seens": seens, "offer_activation": activations}
         return self.months[index]
+
+    def far_offers(self, era: int) -> pl.DataFrame:
+        """The offers version `era` announces early: new offers of the month FAR_MONTHS after its last one,
+        of merchants the version already delivers."""
+        index = HISTORY_MONTHS - 1 + era + FAR_MONTHS
+        known = self.world.merchants.filter(pl.col("since") <= era + 1)["merchant_id_offer"].implode()
+        return self.month(index)["offer"].filter((pl.col("start_date") >= month_start(FIRST_MONTH, index))
+                                                 & pl.col("merchant_id_offer").is_in(known))
+
+    def offer_rows(self, era: int, mode: str) -> pl.DataFrame | None:
+        """The offer rows version `era` delivers: every month's offers up to the next one, plus the far
+        offers announced so far; an increment leaves out what earlier versions delivered."""
+        last_month = HISTORY_MONTHS - 1 + era
+        if mode == "full" or era == 0:
+            months = range(HISTORY_MONTHS - OFFER_MONTHS_BEFORE, last_month + 2)
+            early = [self.far_offers(e) for e in range(max(0, era - 1), era + 1)]
+            return _concat([self.month(m)["offer"] for m in months] + early)
+        next_month = self.month(last_month + 1)["offer"]
+        if era >= 2:  # part of next month was announced two versions ago
+            next_month = next_month.join(self.far_offers(era - 2).select("offer_id", "merchant_id_offer"),
+                                         on=["offer_id", "merchant_id_offer"], how="anti", maintain_order="left")
+        return _concat([next_month, self.far_offers(era)])
 
 
 def _concat(frames: list[pl.DataFrame | None]) -> pl.DataFrame | None:
@@ -97,11 +131,13 @@ def _rewards(activations: pl.DataFrame | None, offers: pl.DataFrame | None, merc
 
 
 def generate_series(out_dir: Path | str, scale: str = "tiny", seed: int = 42,
-                    scenarios: list[str] | tuple[str, ...] = ("base", "same"), mode: str = "increment") -> list[Path]:
+                    scenarios: list[str] | tuple[str, ...] = ("base", "same"), mode: str = "increment",
+                    visibility: float = 0.0, targeting: float = 1.0) -> list[Path]:
     """Write one directory per version (v1, v2, ...) and return their paths.
 
     v1 (the first scenario, normally "base") holds HISTORY_MONTHS of history; every later version one
-    more month, new clients, new brands and merchants, new offers, in the way its scenario says."""
+    more month, new clients, new brands and merchants, new offers, in the way its scenario says.
+    `visibility` and `targeting` shape the world (world.py); 0 and 1 are the original world."""
     if mode not in ("increment", "full"):
         raise ValueError("mode is 'increment' or 'full'")
     unknown = [s for s in scenarios if s not in scenario_kinds.ALL]
@@ -109,7 +145,8 @@ def generate_series(out_dir: Path | str, scale: str = "tiny", seed: int = 42,
         raise ValueError(f"unknown scenarios {unknown}; known: {sorted(scenario_kinds.ALL)}")
     out_dir = Path(out_dir)
     behaviours = {era: scenario_kinds.behaviour(name) for era, name in enumerate(scenarios)}
-    world = build_world(scale, seed, versions=len(scenarios) + HOLDOUT_MONTHS, behaviours=behaviours)
+    world = build_world(scale, seed, versions=len(scenarios) + WORLD_EXTRA_ERAS, behaviours=behaviours,
+                        visibility=visibility, targeting=targeting)
     timeline = Timeline(world, behaviours, seed + 1)
     rng = np.random.default_rng(seed + 2)
     paths = []
@@ -119,10 +156,7 @@ def generate_series(out_dir: Path | str, scale: str = "tiny", seed: int = 42,
         version_months = range(first_month, last_month + 1)
         known_months = range(0, last_month + 1)
         months = version_months if mode == "increment" else known_months
-        # Offers of the next month are announced in this version (they are the held-out ones).
-        announced = range(HISTORY_MONTHS - OFFER_MONTHS_BEFORE, last_month + 2)
-        offer_months = announced if (mode == "full" or era == 0) else [last_month + 1]
-        for future in range(1, HOLDOUT_MONTHS + 1):
+        for future in range(1, FUTURE_MONTHS + 1):
             timeline.month(last_month + future)
         all_tx = _concat([timeline.month(m)["transaction"] for m in known_months])
         new_users = (world.user_since == era) if (mode == "increment" and era) else (world.user_since <= era)
@@ -140,7 +174,7 @@ def generate_series(out_dir: Path | str, scale: str = "tiny", seed: int = 42,
             "merchant": merchants.drop("since", "brand_index"),
             "transaction": _concat([timeline.month(m)["transaction"] for m in months]),
             "receipts": _concat([timeline.month(m)["receipts"] for m in months]),
-            "offer": _concat([timeline.month(m)["offer"] for m in offer_months]),
+            "offer": timeline.offer_rows(era, mode),
             "offer_seens": _concat([timeline.month(m)["offer_seens"] for m in months]),
             "offer_activation": activations,
             "offer_reward": _rewards(activations, timeline.offers_so_far, world.merchants, all_tx, rng),
@@ -149,7 +183,8 @@ def generate_series(out_dir: Path | str, scale: str = "tiny", seed: int = 42,
         tables = {name: _typed(name, frame) for name, frame in tables.items() if frame is not None}
         cut = month_start(FIRST_MONTH, last_month + 1)
         manifest = {"version": f"v{era + 1}", "scenario": scenario_kinds.canonical(scenario), "mode": mode, "scale": scale, "seed": seed,
-                    "cut_date": str(cut), "first_date": str(month_start(FIRST_MONTH, months[0]))}
+                    "cut_date": str(cut), "first_date": str(month_start(FIRST_MONTH, months[0])),
+                    "visibility": world.visibility, "targeting": world.targeting}
         tables, manifest = scenario_kinds.corrupt(scenario, tables, manifest, world, rng)
         path = out_dir / f"v{era + 1}"
         shutil.rmtree(path, ignore_errors=True)
@@ -163,28 +198,56 @@ def generate_series(out_dir: Path | str, scale: str = "tiny", seed: int = 42,
     return paths
 
 
-def _write_holdout(path: Path, timeline: Timeline, last_month: int, world: World, era: int) -> None:
-    """The next month's offers, the known clients' transactions of the months after the cut (never
-    sent), and the
-    generator's own probability that each known client becomes a new customer of each offer."""
-    path.mkdir(parents=True, exist_ok=True)
+def holdout_offers(timeline: Timeline, era: int) -> pl.DataFrame:
+    """The held-out offers of version `era`, each once, with their kind:
+
+    - fresh: new offers starting in the month right after the cut;
+    - running: offers whose window contains the cut (start < cut <= end); their seens, and their
+      activations up to the cut, are in the versions so far;
+    - far: offers announced in this version whose window starts FAR_MONTHS - 1 months after the cut.
+    An offer_id delivered in several rows (a repeat with another end or text) has no single window
+    and is left out."""
+    last_month = HISTORY_MONTHS - 1 + era
     cut = month_start(FIRST_MONTH, last_month + 1)
-    # Repeated rows of earlier offers (same offer_id, another end or text) are not held out.
-    offers = _typed("offer", timeline.month(last_month + 1)["offer"].filter(pl.col("start_date") >= cut))
-    months = [last_month + k for k in range(1, HOLDOUT_MONTHS + 1)]
+    earlier = _concat([timeline.month(m)["offer"] for m in range(HISTORY_MONTHS - OFFER_MONTHS_BEFORE, last_month + 1)])
+    kinds = {
+        "fresh": timeline.month(last_month + 1)["offer"].filter(pl.col("start_date") >= cut),
+        "running": earlier.filter((pl.col("start_date") < cut) & (pl.col("end_date") >= cut)),
+        "far": timeline.far_offers(era),
+    }
+    delivered = _concat([earlier, timeline.month(last_month + 1)["offer"], timeline.far_offers(era)])
+    repeated = delivered.group_by("offer_id").len().filter(pl.col("len") > 1)["offer_id"].implode()
+    return pl.concat([_typed("offer", frame).with_columns(pl.lit(kind).alias("kind")) for kind, frame in kinds.items()]
+                     ).filter(~pl.col("offer_id").is_in(repeated)).unique(["offer_id", "merchant_id_offer"],
+                                                                          keep="first", maintain_order=True)
+
+
+def _write_holdout(path: Path, timeline: Timeline, last_month: int, world: World, era: int) -> None:
+    """The version's held-out offers of the three kinds (`offer.parquet`, with a `kind` column), the
+    known clients' transactions of the FUTURE_MONTHS after the cut (never sent), and the generator's
+    own probability that each known client becomes a new customer of each offer (`oracle.py`)."""
+    path.mkdir(parents=True, exist_ok=True)
+    cut = day_number(month_start(FIRST_MONTH, last_month + 1))
+    offers = holdout_offers(timeline, era)
+    future_months = range(last_month + 1, last_month + 1 + FUTURE_MONTHS)
     # Only clients known at the cut: newcomers of later versions cannot be ranked by anyone.
     known = np.flatnonzero(world.user_since <= era)
-    future = _typed("transaction", _concat([timeline.month(m)["transaction"] for m in months])
+    future = _typed("transaction", _concat([timeline.month(m)["transaction"] for m in future_months])
                     .filter(pl.col("user_id").is_in(pl.Series(world.user_ids[known]).implode())))
     offers.write_parquet(path / "offer.parquet")
     future.write_parquet(path / "transaction.parquet")
-    horizon_end = int((np.datetime64(month_start(FIRST_MONTH, months[-1] + 1), "D") - EPOCH).astype(int)) - 1
-    first = np.datetime64(FIRST_MONTH, "M")
-
-    def era_of_day(day: int) -> int:
-        month = int(((EPOCH + day).astype("datetime64[M]") - first).astype(int))
-        return era_of_month(month)
-
-    oracle = timeline.sim.oracle(offers, timeline.boosts_by_month.get(last_month + 1, []), known, horizon_end,
-                                 era_of_day, world.rate, world.scale["oracle_top"])
-    oracle.with_columns(pl.col("probability").cast(pl.Float32)).write_parquet(path / "oracle.parquet")
+    horizon_end = day_number(month_start(FIRST_MONTH, future_months[-1] + 1)) - 1
+    spans = [MonthSpan.of(month_start(FIRST_MONTH, m), era_of_month(m),
+                          timeline.behaviours.get(era_of_month(m), Behaviour())) for m in future_months]
+    # Offers known at the cut: those started before it (their seens delivered) and those announced.
+    announced = set(timeline.month(last_month + 1)["offer"]["offer_id"].to_list())
+    for far in range(max(0, era - 1), era + 1):
+        announced |= set(timeline.far_offers(far)["offer_id"].to_list())
+    exposures = [Exposure(boost, started=boost.start < cut)
+                 for month, boosts in timeline.boosts_by_month.items() for boost in boosts
+                 if (month <= last_month and boost.end >= cut) or boost.offer_id in announced]
+    positions = timeline.positions[last_month] if world.ladder is not None else None
+    oracle = Oracle(world, timeline.sim, cut, known, spans, exposures, positions)
+    brand_of = dict(zip(world.merchants["merchant_id_offer"].to_list(), world.merchants["brand_index"].to_list()))
+    table = oracle.table(offers, brand_of, horizon_end, world.scale["oracle_top"])
+    table.with_columns(pl.col("probability").cast(pl.Float32)).write_parquet(path / "oracle.parquet")

@@ -2,8 +2,8 @@
 
 State is a sparse set of (client, brand) pairs -- the client's repertoire -- kept sorted by
 key = client * n_brands + brand, with the day of adoption, the day of the first transaction and a
-loyalty weight. Everything is vectorised over events; Python loops run over categories, offers and
-months only.
+loyalty weight, plus each client's position on their ladder (world.py). Everything is vectorised over
+events; Python loops run over categories, offers and months only.
 """
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from datagen.world import AMOUNT_BUCKETS, CATEGORY_NAMES, CATEGORY_PRICE, K, Behaviour, World, month_start
+from datagen.world import (
+    AMOUNT_BUCKETS, CATEGORY_NAMES, CATEGORY_PRICE, K, LADDER_STREAM, Behaviour, World,
+)
 
 OFFER_DURATIONS = np.array([0, 6, 13, 20, 27, 29, 30, 44, 59, 89, 179])
 OFFER_DURATION_P = np.array([0.03, 0.04, 0.08, 0.06, 0.14, 0.3, 0.17, 0.06, 0.06, 0.04, 0.02])
@@ -41,9 +43,10 @@ class Boost:
     offer_id: int
     brand: int
     users: np.ndarray      # client indices who saw the offer
-    lift: np.ndarray       # per client: LIFT_SEEN or LIFT_ACTIVATED
+    lift: np.ndarray       # per client: LIFT_SEEN or LIFT_ACTIVATED, over the whole window
     start: int             # day numbers, inclusive
     end: int
+    activated_day: np.ndarray  # per client: the day the activation is recorded, NEVER if none
 
 
 class Simulator:
@@ -57,6 +60,9 @@ class Simulator:
         self.loyalty = np.empty(0, np.float64)
         self.initialised: set[int] = set()         # eras whose newcomers got their prior repertoire
         self._samplers: dict[int, tuple] = {}
+        # The ladder walk draws from its own stream, so the taste law's draws are the same at any visibility.
+        self.ladder_rng = np.random.default_rng([seed, LADDER_STREAM])
+        self.position = np.zeros(world.n_users, np.int64)  # ladder steps each client has taken
 
     # --- brand sampling by the adoption law --------------------------------------------------------------
     def _sampler(self, era: int):
@@ -116,10 +122,34 @@ class Simulator:
         self.initialised.add(era)
         world = self.world
         fresh = np.flatnonzero(world.user_since == era)
-        counts = self.rng.poisson(world.adopt[fresh] * world.scale["prior_months"]) + 1
+        counts = self.rng.poisson(world.adopt[fresh] * (1 - world.visibility) * world.scale["prior_months"]) + 1
         users = np.repeat(fresh, counts)
         brands = self.sample_brands(users, era)
+        if world.ladder is not None:
+            walked, rungs, _ = self._ladder_steps(fresh, world.adopt[fresh] * world.scale["prior_months"], PRIOR, 1,
+                                                  era)
+            users, brands = np.concatenate([users, walked]), np.concatenate([brands, rungs])
         self._add_pairs(users, brands, np.full(len(users), PRIOR, np.int64), era)
+
+    def _ladder_steps(self, clients: np.ndarray, rate: np.ndarray, first_day: int, days: int, era: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each client walks Poisson(visibility * rate) steps down their ladder (rate: the client's adoptions
+        expected in the period) on uniform days of [first_day, first_day + days). A step adopts the brand it
+        lands on if the brand is open (a brand passed before it opened is left behind: the client moved on).
+        Returns the (client, brand, day) of the adoptions."""
+        world = self.world
+        counts = self.ladder_rng.poisson(rate * world.visibility)
+        users = np.repeat(clients, counts)
+        step_days = first_day + self.ladder_rng.integers(0, days, len(users))
+        order = np.lexsort((step_days, users))  # a client's steps in day order take the next positions
+        users, step_days = users[order], step_days[order]
+        position = self.position[users] + np.arange(len(users)) - np.repeat(np.cumsum(counts) - counts, counts)
+        self.position[clients] += counts
+        inside = position < world.ladder.shape[1]
+        users, position, step_days = users[inside], position[inside], step_days[inside]
+        brands = world.ladder[users, position]
+        open_ = world.brand_since[brands] <= era
+        return users[open_], brands[open_], step_days[open_]
 
     # --- one month -----------------------------------------------------------------------------------------
     def month(self, start: dt.date, era: int, behaviour: Behaviour, boosts: list[Boost], next_tx_id: int
@@ -129,15 +159,18 @@ class Simulator:
             self._newcomers(e)
         days = calendar.monthrange(start.year, start.month)[1]
         first_day = day_number(start)
-        day_weights = np.ones(days) + np.array([(start + dt.timedelta(d)).weekday() >= 5 for d in range(days)]) \
-            * (0.25 + behaviour.weekend_bias)
-        day_weights /= day_weights.sum()
+        day_weights = month_day_weights(start, behaviour)
         active = np.flatnonzero(world.user_since <= era)
 
-        # Adoption: organic events, plus offer-driven ones for clients who saw an offer in its window.
-        events = np.repeat(active, rng.poisson(world.adopt[active]))
+        # Adoption: the taste law's picks, the ladder's steps, and offer-driven picks for clients who saw
+        # an offer in its window.
+        events = np.repeat(active, rng.poisson(world.adopt[active] * (1 - world.visibility)))
         ev_users, ev_brands = [events], [self.sample_brands(events, era)]
         ev_days = [first_day + rng.choice(days, len(events), p=day_weights)]
+        if world.ladder is not None:
+            for part, values in zip((ev_users, ev_brands, ev_days),
+                                    self._ladder_steps(active, world.adopt[active], first_day, days, era)):
+                part.append(values)
         last_day = first_day + days - 1
         for boost in boosts:
             lo, hi = max(boost.start, first_day), min(boost.end, last_day)
@@ -270,20 +303,22 @@ class Simulator:
         unique = offers.unique(["offer_id", "merchant_id_offer"], keep="first", maintain_order=True)
         for row, offer in enumerate(unique.iter_rows(named=True)):
             brand = int(merchant_brand[offer["merchant_id_offer"]])
-            affinity = world.hazard(active, brand, era)
-            affinity = affinity + 0.3 * affinity.mean() + 1e-12
-            keys = np.log(affinity) + rng.gumbel(size=len(active))
+            affinity = targeting_affinity(world, active, brand, era)
+            keys = world.targeting * np.log(affinity) + rng.gumbel(size=len(active))
             seen = np.sort(active[np.argpartition(-keys, size - 1)[:size]])
             activated = rng.random(len(seen)) < ACTIVATION_SHARE
             start = day_number(offer["start_date"])
             end = day_number(offer["end_date"]) if offer["end_date"] < dt.date(2100, 1, 1) else start + 180
+            days = start + rng.integers(0, activation_days(start, end), activated.sum())
+            activated_day = np.full(len(seen), NEVER, np.int64)
+            activated_day[activated] = days
             boosts.append(Boost(offer["offer_id"], brand, seen, np.where(activated, LIFT_ACTIVATED, LIFT_SEEN),
-                                start, end))
+                                start, end, activated_day))
             seen_users.append(seen)
             seen_rows.append(np.full(len(seen), row))
             act_users.append(seen[activated])
             act_rows.append(np.full(activated.sum(), row))
-            act_days.append(start + rng.integers(0, min(end - start + 1, 40), activated.sum()))
+            act_days.append(days)
         if not boosts:
             return boosts, None, None
         seens = pl.DataFrame({"user_id": world.user_ids[np.concatenate(seen_users)],
@@ -298,73 +333,22 @@ class Simulator:
             "user_id", "offer_id", "activation_date")
         return boosts, seens, activations
 
-    # --- the oracle -----------------------------------------------------------------------------------------
-    def oracle(self, offers: pl.DataFrame, boosts: list[Boost], users: np.ndarray, horizon_end: int,
-               era_of_day, behaviour_rate: np.ndarray, top: int | None) -> pl.DataFrame:
-        """Each known client's true probability of a first transaction at the offer's brand inside
-        [start, min(end, horizon_end)], given everything up to the offer's start.
 
-        Clients already buying there (a transaction before start) get 0; clients who know the brand
-        from before they joined but have not bought there yet get the chance of a repeat purchase;
-        everyone else the chance to adopt, integrating the era's hazard times the offer's lift."""
-        world = self.world
-        merchant_brand = dict(zip(world.merchants["merchant_id_offer"].to_list(),
-                                  world.merchants["brand_index"].to_list()))
-        pair_user = (self.keys // self.nb).astype(np.int64)
-        pair_brand = (self.keys % self.nb).astype(np.int64)
-        by_brand = np.argsort(pair_brand, kind="stable")
-        brand_bounds = np.searchsorted(pair_brand[by_brand], np.arange(self.nb + 1))
-        lift_of = {b.offer_id: b for b in boosts}
-        loyalty_cum = np.cumsum(self.loyalty)
-        position = np.full(world.n_users, -1)
-        position[users] = np.arange(len(users))
-        parts = []
-        unique = offers.unique(["offer_id", "merchant_id_offer"], keep="first", maintain_order=True)
-        for offer in unique.iter_rows(named=True):
-            brand = int(merchant_brand[offer["merchant_id_offer"]])
-            start = day_number(offer["start_date"])
-            end = min(day_number(offer["end_date"]) if offer["end_date"] < dt.date(2100, 1, 1) else horizon_end,
-                      horizon_end)
-            lift = np.ones(len(users))
-            boost = lift_of.get(offer["offer_id"])
-            if boost is not None:
-                at = position[boost.users]
-                lift[at[at >= 0]] += boost.lift[at >= 0]
-            # Adoption hazard integrated over the window, month by month (eras change the brand set).
-            cumulative = np.zeros(len(users))
-            day = start
-            while day <= end:
-                date = (EPOCH + day).astype(dt.date)
-                days_in_month = calendar.monthrange(date.year, date.month)[1]
-                stop = min(end, day + days_in_month - date.day)
-                cumulative += world.hazard(users, brand, era_of_day(day)) * (stop - day + 1) / days_in_month
-                day = stop + 1
-            probability = -np.expm1(-cumulative * lift)
-            pairs = by_brand[brand_bounds[brand]:brand_bounds[brand + 1]]
-            pairs = pairs[(self.adopted[pairs] < start) & (position[pair_user[pairs]] >= 0)]
-            at = position[pair_user[pairs]]
-            customer = self.first_tx[pairs] < start
-            probability[at[customer]] = 0.0
-            # Known from before joining the bank, never bought here yet: a repeat purchase may come.
-            quiet = pairs[~customer]
-            if len(quiet):
-                quiet_users = pair_user[quiet]
-                begin = np.searchsorted(pair_user, quiet_users)
-                stop = np.searchsorted(pair_user, quiet_users, side="right")
-                total = loyalty_cum[stop - 1] - np.where(begin > 0, loyalty_cum[np.maximum(begin - 1, 0)], 0.0)
-                share = self.loyalty[quiet] / total
-                probability[at[~customer]] = -np.expm1(-behaviour_rate[quiet_users] * share * (end - start + 1) / 30)
-            keep = np.arange(len(users))
-            if top is not None and top < len(users):
-                keep = np.sort(np.argpartition(-probability, top - 1)[:top])
-            parts.append(pl.DataFrame({"offer_id": offer["offer_id"], "merchant_id_offer": offer["merchant_id_offer"],
-                                       "user_id": world.user_ids[users[keep]],
-                                       "probability": probability[keep]}))
-        if not parts:
-            return pl.DataFrame(schema={"offer_id": pl.Int64, "merchant_id_offer": pl.Int64, "user_id": pl.Int64,
-                                        "probability": pl.Float64})
-        return pl.concat(parts)
+def month_day_weights(start: dt.date, behaviour: Behaviour) -> np.ndarray:
+    """Probability of each day of the month starting at `start` for an event (weekends busier)."""
+    days = calendar.monthrange(start.year, start.month)[1]
+    weights = np.ones(days) + np.array([(start + dt.timedelta(d)).weekday() >= 5 for d in range(days)]) \
+        * (0.25 + behaviour.weekend_bias)
+    return weights / weights.sum()
 
 
-def first_of_month(first: dt.date, index: int) -> dt.date:
-    return month_start(first, index)
+def targeting_affinity(world: World, users: np.ndarray, brand: int, era: int) -> np.ndarray:
+    """The bank's score of each client for an offer of the brand: the taste law's hazard, floored so
+    that nobody is impossible to reach."""
+    affinity = world.hazard(users, brand, era)
+    return affinity + 0.3 * affinity.mean() + 1e-12
+
+
+def activation_days(start: int, end: int) -> int:
+    """Activations are recorded on a uniform day of the offer's first weeks: this many days from its start."""
+    return min(end - start + 1, 40)

@@ -2,22 +2,52 @@
 
 Clients: a taste over K spending categories (Dirichlet), a lifestyle cluster (which shows in age and
 segment), a price tier (which shows in vip_status), a home region (region, region_size), an online
-habit, a transaction rate and a brand-adoption rate. Brands: a category, a price tier, a popularity
+habit, a transaction rate and a brand-adoption rate A_u. Brands: a category, a price tier, a popularity
 (Pareto), an online share, an affinity per lifestyle cluster, and a footprint (national, or a local
 chain of one region).
 
-Adoption (the thing a look-alike model has to predict): client u starts buying at brand b with the
-hazard (per month)
+Adoption (the thing a look-alike model has to predict) has two parts, mixed by the world's
+`visibility` v in [0, 1]: how much of a first purchase the data can reveal.
 
-    lambda(u, b) = A_u * taste[u, cat(b)] * w[type(u), b] / D_u
+1. The taste law (all of it at v = 0, the generator's original world). Client u picks brands at the
+   rate (1 - v) * A_u per month, brand b with probability lambda(u, b) / A_u, where
 
-where type(u) = (tier, region, cluster), w[g, b] = popularity * price fit * region fit * cluster fit,
-and D_u normalises so that sum_b lambda(u, b) = A_u (brands available at the time). Adoption events
-are drawn as a Poisson process of rate A_u whose brand is picked with probability lambda/A_u; the first
-pick of a brand is its adoption (exact competing exponentials). After adoption a client keeps buying
-at the brand with a loyalty weight. So "first purchase at B in [T, T+d)" depends on the client's
-category mix (visible through history), price level, region and lifestyle (visible in the profile),
-and on which of B's neighbours the client already buys at, which is what a look-alike model learns.
+       lambda(u, b) = A_u * taste[u, cat(b)] * w[type(u), b] / D_u
+
+   type(u) = (tier, region, cluster), w[g, b] = popularity * price fit * region fit * cluster fit,
+   and D_u normalises so that sum_b lambda(u, b) = A_u (brands available at the time). Picks are
+   drawn with replacement: a pick of a brand the client knows is a repeat, so the hazard of each
+   unknown brand stays lambda(u, b) * (1 - v) whatever the client did before (memoryless). The next
+   month's new customers of a brand are then a thin random slice of everyone whose type fits it:
+   most of the first purchase is chance that no history reveals.
+2. The ladder (all of it at v = 1). At world build each client ranks every brand by
+
+       key(u, b) = LADDER_SHARPNESS * v * fit(u, b) + Gumbel noise (a Plackett-Luce order)
+       fit(u, b) = log(taste[u, cat(b)] * w[type(u), b]) + ONLINE_FIT * (online_u - mean) * (online_b - mean)
+
+   and walks down this ranking at the rate v * A_u (a Poisson process): each step adopts the next
+   brand of the ranking, or nothing if the client knows it already or it has not opened yet. Every
+   part of fit shows in data: the category mix in past brands and receipts, the price tier in amounts
+   and vip_status, the region and the local chains of its shoppers, the lifestyle cluster in age and
+   segment, the online habit in online_transaction_flg, popularity in customer counts; the Gumbel
+   noise is the hidden taste, and its weight falls as v grows. Because the walk passes brands the
+   client already has, a client keeps adopting at a steady pace and the next brands are the best
+   fitting ones the client does not know yet: the repertoire (visible in transactions) and the fit
+   predict them, weeks or months ahead.
+
+Offers add an exposure part whatever v is: a client shown an offer (seen) gets the extra hazard
+LIFT * lambda(u, b) at the offer's brand while it runs (0.5 seen, 3.0 activated; simulate.py). The
+world's `targeting` t in [0, 1] says whom the bank shows offers: the seen clients are the top of
+t * log(affinity) + Gumbel noise, affinity = lambda(u, b) (t = 1: mostly likely buyers, the original
+world; t = 0: at random). The exposure lift is causal in both, so seens and activations stay
+informative about purchases.
+
+After adoption a client keeps buying at the brand with a loyalty weight. So "first purchase at B in
+[T, T+d)" depends on the client's category mix (visible through history), price level, region and
+lifestyle (visible in the profile), on which brands the client already buys at, and on the offer's
+exposure, which is what a look-alike model learns. At v = 0 and t = 1 every draw is the original
+generator's (the ladder and its steps use random streams of their own), so today's seeds give
+today's data.
 """
 from __future__ import annotations
 
@@ -45,6 +75,10 @@ TEXTS_FILE = Path(__file__).parent / "data" / "offer_texts.txt"
 CATEGORY_PRICE = np.array([0, 1, 0, 2, 3, 1, 2, 3, 1, 2, 2, 1])
 PRICE_FIT = np.array([[1.0, 0.25, 0.03], [0.35, 1.0, 0.35], [0.08, 0.5, 1.0]])  # user tier x brand tier
 LOCAL_FIT = (4.0, 0.02)  # a local chain for clients of its region, for everyone else
+LADDER_SHARPNESS = 50.0  # weight of the visible fit against the hidden (Gumbel) taste at visibility 1
+ONLINE_FIT = 8.0        # how much an online client prefers online brands (and an offline one offline)
+LADDER_DEPTH = 1024     # brands ranked per client: more than any client walks over the timeline
+LADDER_STREAM = 1       # the ladders' random stream is (seed, LADDER_STREAM), apart from the taste law's
 
 SCALES = {
     # users, brands, transactions per user per month (mean), brand adoptions per user per month (mean),
@@ -97,6 +131,9 @@ class World:
     brand_online: np.ndarray
     brand_local: np.ndarray      # region index of a local chain, -1 for national brands
     brand_cluster: np.ndarray    # brands x L affinity
+    visibility: float = 0.0      # share of adoptions that walk the ladder, and its sharpness (module doc)
+    targeting: float = 1.0       # how much the bank shows offers to likely buyers (1) rather than anyone (0)
+    ladder: np.ndarray | None = None  # users x depth brand indices, best first (None when visibility is 0)
     people: pl.DataFrame = field(default=None)  # type: ignore[assignment]
     segments: pl.DataFrame = field(default=None)  # type: ignore[assignment]
     accounts: pl.DataFrame = field(default=None)  # type: ignore[assignment]
@@ -128,6 +165,16 @@ class World:
                 s[:, c] = w[:, self.brand_category == c].sum(axis=1)
             self._weights[era] = (w, s)
         return self._weights[era]
+
+    def fit(self, users: np.ndarray) -> np.ndarray:
+        """fit(u, b) of the ladder for every brand (users x brands): what data shows about the pair."""
+        tier, region, cluster = self.tier[users], self.region[users], self.cluster[users]
+        local = self.brand_local[None, :]
+        region_fit = np.where(local < 0, 1.0, np.where(local == region[:, None], *LOCAL_FIT))
+        weight = (self.taste[users][:, self.brand_category] * self.brand_pop[None, :]
+                  * PRICE_FIT[tier][:, self.brand_tier] * region_fit * self.brand_cluster.T[cluster])
+        online = (self.online[users] - self.online.mean())[:, None] * (self.brand_online - self.brand_online.mean())
+        return np.log(weight) + ONLINE_FIT * online
 
     def hazard(self, users: np.ndarray, brand: int, era: int) -> np.ndarray:
         """lambda(u, b): the generator's true monthly adoption hazard of each client for one brand."""
@@ -163,8 +210,11 @@ def _brands(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
                 local=local, cluster=rng.lognormal(0, 1.0, (n, L)))
 
 
-def build_world(scale_name: str, seed: int, versions: int, behaviours: dict[int, Behaviour] | None = None) -> World:
+def build_world(scale_name: str, seed: int, versions: int, behaviours: dict[int, Behaviour] | None = None,
+                visibility: float = 0.0, targeting: float = 1.0) -> World:
     """Clients and brands for the whole timeline: a base population plus newcomers in each later version."""
+    if not (0.0 <= visibility <= 1.0 and 0.0 <= targeting <= 1.0):
+        raise ValueError("visibility and targeting are in [0, 1]")
     rng = np.random.default_rng(seed)
     scale = SCALES[scale_name]
     behaviours = behaviours or {}
@@ -187,10 +237,28 @@ def build_world(scale_name: str, seed: int, versions: int, behaviours: dict[int,
                   brand_ids=400_000 + rng.permutation(len(brand_since) * 7)[:len(brand_since)],
                   brand_since=brand_since, brand_category=brands["category"], brand_tier=brands["tier"],
                   brand_pop=brands["pop"], brand_online=brands["online"], brand_local=brands["local"],
-                  brand_cluster=brands["cluster"])
+                  brand_cluster=brands["cluster"], visibility=float(visibility), targeting=float(targeting))
     world.people, world.segments, world.accounts = _profiles(world, rng, behaviours)
     world.merchants = _merchants(world, rng)
+    if visibility > 0:
+        world.ladder = _ladders(world, np.random.default_rng([seed, LADDER_STREAM]))
     return world
+
+
+def _ladders(world: World, rng: np.random.Generator, chunk: int = 2048) -> np.ndarray:
+    """Each client's ranking of brands (best first, LADDER_DEPTH deep): a Plackett-Luce order by
+    exp(LADDER_SHARPNESS * visibility * fit), drawn as the top of fit-weighted keys plus Gumbel noise."""
+    depth = min(LADDER_DEPTH, world.n_brands)
+    ladder = np.empty((world.n_users, depth), dtype=np.int32)
+    sharpness = LADDER_SHARPNESS * world.visibility
+    for lo in range(0, world.n_users, chunk):
+        users = np.arange(lo, min(lo + chunk, world.n_users))
+        keys = sharpness * world.fit(users) + rng.gumbel(size=(len(users), world.n_brands))
+        top = np.argpartition(-keys, depth - 1, axis=1)[:, :depth] if depth < world.n_brands else \
+            np.broadcast_to(np.arange(world.n_brands), keys.shape)
+        order = np.argsort(-np.take_along_axis(keys, top, axis=1), axis=1, kind="stable")
+        ladder[users] = np.take_along_axis(top, order, axis=1)
+    return ladder
 
 
 def _profiles(world: World, rng: np.random.Generator, behaviours: dict[int, Behaviour]

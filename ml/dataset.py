@@ -74,7 +74,8 @@ def _brand_texts(history: History) -> dict[int, str]:
     return dict(zip(rows["b"].to_list(), rows["offer_text"].to_list()))
 
 
-def _users_by_key(history: History, specs: list[OfferSpec], starts: list[int], ends: list[int]) -> dict[int, np.ndarray]:
+def _users_by_key(history: History, specs: list[OfferSpec], starts: list[int],
+                  ends: list[int]) -> dict[int, np.ndarray]:
     """Per position in `specs`: user indices whose first purchase at the spec's brand falls in [start, end]."""
     keys = np.arange(len(specs))
     offers = pl.DataFrame({
@@ -130,7 +131,8 @@ def _real_spec(row: dict) -> OfferSpec:
                      text=row["offer_text"], offer_id=int(row["offer_id"]))
 
 
-def _real_at(offers: pl.DataFrame, cut: int, limit: int, horizon: int, per_kind: int) -> list[tuple[OfferSpec, int, bool]]:
+def _real_at(offers: pl.DataFrame, cut: int, limit: int, horizon: int,
+             per_kind: int) -> list[tuple[OfferSpec, int, bool]]:
     """Real offers seen from `cut`, at most `per_kind` of each kind, labels ending by `limit`."""
     specs = [_real_spec(row) for row in offers.filter(pl.col("start_day") <= limit).iter_rows(named=True)]
     chosen: list[tuple[OfferSpec, int, bool]] = []
@@ -171,7 +173,7 @@ def make_plan(history: History, params: dict) -> Plan:
     holdout_cut = history.max_day + 1 - horizon
     limit = holdout_cut - 1
     earliest = history.min_day + min(WARMUP_DAYS, max((history.max_day - history.min_day) // 4, 7))
-    train_cuts = sorted(holdout_cut - horizon * k for k in range(1, n_cuts + 1) if holdout_cut - horizon * k >= earliest)
+    train_cuts = sorted(cut for cut in (holdout_cut - horizon * k for k in range(1, n_cuts + 1)) if cut >= earliest)
     running_cuts = _running_cuts(offers, earliest, limit, train_cuts, max_offer_cuts)
 
     # Pseudo-offers of the brands with most new customers over the training windows: fresh at each

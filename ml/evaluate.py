@@ -98,8 +98,8 @@ class HoldoutScores:
 def score_holdout(model: LookalikeModel, plan: Plan, states: StateCache, k: int, seed: int,
                   thread_count: int | None = None, with_baselines: bool = True) -> HoldoutScores:
     """Rank every candidate of every hold-out query; the model against the baselines, per kind."""
-    rng = np.random.default_rng(seed)
     results: dict[str, list[float]] = {}
+    context: baselines.Context | None = None
     per_query: dict[int, float] = {}
 
     def record(name: str, kind: str, ranked: np.ndarray, relevant: set[int]) -> float:
@@ -120,8 +120,10 @@ def score_holdout(model: LookalikeModel, plan: Plan, states: StateCache, k: int,
         user_ids = state.user_ids
         per_query[query.key] = record("", query.kind, ranked_users(query, pool, scores, user_ids, k), relevant)
         if with_baselines:
-            for name, ranking in baselines.RANKINGS.items():
-                baseline_scores = ranking(state, query.spec, pool, rng)
+            if context is None or context.state is not state:
+                context = baselines.Context(state, seed)
+            for name, ranking in baselines.BASELINES.items():
+                baseline_scores = ranking(context, query.spec, pool)
                 record(f"_{name}", query.kind, ranked_users(query, pool, baseline_scores, user_ids, k), relevant)
     metrics = {name: float(np.mean(values)) for name, values in sorted(results.items())}
     metrics["holdout_offers"] = float(len(per_query))

@@ -19,8 +19,17 @@ import numpy as np
 import polars as pl
 
 from ml.features import (
-    CATEGORICAL, EPOCH, FEATURE_NAMES, OPEN_END_DAY, OfferSpec, State, brand_column, encode_categoricals, load_history,
-    offer_features, state_at,
+    CATEGORICAL,
+    EPOCH,
+    FEATURE_NAMES,
+    OPEN_END_DAY,
+    OfferSpec,
+    State,
+    brand_column,
+    encode_categoricals,
+    load_history,
+    offer_features,
+    state_at,
 )
 from ml.ground_truth import OPEN_END
 from ml.model import LookalikeModel

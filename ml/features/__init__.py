@@ -9,12 +9,27 @@
 """
 from ml.features.history import History, load_history
 from ml.features.names import (
-    BRAND_FEATURES, BRAND_STATS, CATEGORICAL, FEATURE_INDEX, FEATURE_NAMES, LIFT_ATTRIBUTES, USER_INDEX, USER_NUMERIC,
+    BRAND_FEATURES,
+    BRAND_STATS,
+    CATEGORICAL,
+    FEATURE_INDEX,
+    FEATURE_NAMES,
+    LIFT_ATTRIBUTES,
+    USER_INDEX,
+    USER_NUMERIC,
 )
 from ml.features.offer import OfferSpec, brand_column, customers_before, offer_features, offer_groups
 from ml.features.parsing import EPOCH, OPEN_END_DAY, date_of, day_of
 from ml.features.state import (
-    ACTIVATED, REWARDED, SEEN, OfferUsers, State, categorical_levels, encode_categoricals, exact_mean, state_at,
+    ACTIVATED,
+    REWARDED,
+    SEEN,
+    OfferUsers,
+    State,
+    categorical_levels,
+    encode_categoricals,
+    exact_mean,
+    state_at,
 )
 
 __all__ = [

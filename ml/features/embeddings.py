@@ -23,19 +23,21 @@ SEED = 0  # factors are only compared within one state, so any fixed seed will d
 
 
 def fit(counts: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-    """(user factors n_users x FACTORS, brand factors n_brands x FACTORS), float32; zeros when the
-    matrix is too small to factorise."""
+    """(user factors n_users x FACTORS, brand factors n_brands x FACTORS), float32 (fewer factors for a
+    catalog too small to have FACTORS; zeros when there is nothing to factorise)."""
     from implicit.cpu.als import AlternatingLeastSquares
     from implicit.nearest_neighbours import bm25_weight
 
     n_users, n_brands = counts.shape
-    if counts.nnz == 0 or min(n_users, n_brands) <= FACTORS:
-        return np.zeros((n_users, FACTORS), np.float32), np.zeros((n_brands, FACTORS), np.float32)
+    # A tiny catalog gets as many factors as it has rank for.
+    factors = min(FACTORS, n_users - 1, n_brands - 1)
+    if counts.nnz == 0 or factors < 1:
+        return np.zeros((n_users, max(factors, 1)), np.float32), np.zeros((n_brands, max(factors, 1)), np.float32)
     weighted = bm25_weight(counts.astype(np.float32), K1=100, B=0.8).tocsr().astype(np.float32)
     # ALS parallelises over users itself; BLAS threads inside it only contend (implicit checks this
     # when the model is built).
     with threadpool_limits(1, "blas"):
-        model = AlternatingLeastSquares(factors=FACTORS, iterations=ITERATIONS, regularization=REGULARIZATION,
+        model = AlternatingLeastSquares(factors=factors, iterations=ITERATIONS, regularization=REGULARIZATION,
                                         random_state=SEED, calculate_training_loss=False)
         model.fit(weighted, show_progress=False)
     return (np.ascontiguousarray(model.user_factors, dtype=np.float32),

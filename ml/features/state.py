@@ -186,7 +186,8 @@ class OfferUsers:
                             .to_numpy())
         positions = pl.DataFrame({"offer_id": offer_ids}).with_row_index("position").lazy()
         cell = ((pl.col("position").cast(pl.Int64) * 3 + pl.col("kind")) * n_users + pl.col("u")).alias("cell")
-        # Sorted, then the first of each run of equal cells (a sort is an order of magnitude faster than np.unique on tens of millions of cells).
+        # Sorted, then the first of each run of equal cells: a sort is an order of magnitude faster than
+        # np.unique on tens of millions of cells.
         cells = frame.join(positions, on="offer_id").select(cell).collect(engine="streaming")["cell"].sort()
         cells = cells.filter(cells.ne_missing(cells.shift())).to_numpy()
         indptr = np.zeros(len(offer_ids) * 3 + 1, dtype=np.int64)
@@ -353,7 +354,8 @@ def state_at(history: History, cut: int, exposure_as_of: int | None = None) -> S
         cut=int(cut), user_ids=history.user_ids, brand_ids=history.brand_ids, user_raw=user_raw,
         user_numeric=user_numeric, counts=counts, first=first, brand_stats=brand_stats, category_share=share,
         brand_seen=brand_seen, brand_activated=brand_activated, offer_users=offer_users,
-        offers=history.offers, merchants=history.merchants, user_factors=user_factors, brand_factors=brand_factors, mf_top=mf_top,
+        offers=history.offers, merchants=history.merchants, user_factors=user_factors, brand_factors=brand_factors,
+        mf_top=mf_top,
         adoptions=adoptions,
         lift_codes=lift_codes,
     )

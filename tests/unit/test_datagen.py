@@ -56,7 +56,8 @@ def test_tables_have_the_service_schemas_and_manifest(series):
             assert manifest["tables"][path.stem]["rows"] == frame.height
     first = series[0]
     assert set(json.loads((first / "manifest.json").read_text())["tables"]) == set(TABLES)
-    assert dict(pl.read_parquet(first / "_holdout" / "offer.parquet").schema) == dict(TABLES["offer"].columns)
+    assert dict(pl.read_parquet(first / "_holdout" / "offer.parquet").schema) == {**TABLES["offer"].columns,
+                                                                                   "kind": pl.Utf8}
     assert dict(pl.read_parquet(first / "_holdout" / "transaction.parquet").schema) == \
         dict(TABLES["transaction"].columns)
 
@@ -102,7 +103,11 @@ def test_held_out_offers_have_new_customers_only(series):
         offers = pl.read_parquet(version / "_holdout" / "offer.parquet")
         merchants = pl.concat([read(v, "merchant") for v in series[:series.index(version) + 1]])
         assert future["event_date"].min() > past["event_date"].max()
-        assert offers["start_date"].min() > past["event_date"].max()
+        ahead = offers.filter(pl.col("kind") != "running")
+        assert ahead["start_date"].min() > past["event_date"].max()
+        running = offers.filter(pl.col("kind") == "running")
+        assert (running["start_date"] <= past["event_date"].max()).all()
+        assert (running["end_date"] > past["event_date"].max()).all()
         everything = pl.concat([past, future])
         truth = offers_ground_truth(everything, offers, merchants)
         assert truth["offer_id"].n_unique() >= 0.6 * offers["offer_id"].n_unique()
@@ -155,8 +160,9 @@ def test_versions_bring_new_entities(series):
     base, same = series[0], series[1]
     assert not set(read(same, "people")["user_id"]) & set(read(base, "people")["user_id"])
     assert read(same, "people").height > 0 and read(same, "merchant").height > 0
-    fresh = read(same, "offer").filter(pl.col("start_date") >= pl.date(2025, 7, 1))
-    assert set(fresh["offer_id"]) == set(pl.read_parquet(same / "_holdout" / "offer.parquet")["offer_id"])
+    ahead = read(same, "offer").filter(pl.col("start_date") >= pl.date(2025, 7, 1))
+    held_out = pl.read_parquet(same / "_holdout" / "offer.parquet")
+    assert set(ahead["offer_id"]) == set(held_out.filter(pl.col("kind") != "running")["offer_id"])
     assert read(same, "transaction")["event_date"].min().isoformat() == "2025-06-01"
     assert json.loads((same / "manifest.json").read_text())["cut_date"] == "2025-07-01"
 

@@ -8,8 +8,17 @@ import pytest
 from ml.catalog import merge
 from ml.dataset import KINDS, kind_of, make_plan
 from ml.features import (
-    ACTIVATED, FEATURE_INDEX, FEATURE_NAMES, SEEN, OfferSpec, brand_column, categorical_levels, encode_categoricals,
-    load_history, offer_features, state_at,
+    ACTIVATED,
+    FEATURE_INDEX,
+    FEATURE_NAMES,
+    SEEN,
+    OfferSpec,
+    brand_column,
+    categorical_levels,
+    encode_categoricals,
+    load_history,
+    offer_features,
+    state_at,
 )
 from tests.unit.test_ml import PARAMS
 from tests.unit.test_ml_fixture import make_snapshot

@@ -1,0 +1,96 @@
+"""How much of the oracle a ranking could reach that knows exactly what data can show, in a generated world.
+
+    python bench/visible_ceiling.py [--scale small] [--seed 1] [--visibility 1] [--targeting 1]
+
+The oracle (datagen/oracle.py) knows each client's ladder, hidden noise included. A look-alike model
+can at best learn the visible fit(u, b) (world.py), the client's adoption rate A_u and repertoire.
+The ceiling ranking here is given exactly those: for a fresh offer of brand b, the client's next
+ladder steps are taken to be the unknown open brands in fit order, b's place among them is k, and
+the score is P(at least k steps in the window) = P(Poisson(v * A_u * window) >= k); existing
+customers are left out. It ignores the taste law and the offer's exposure (both smaller in a
+high-visibility world), so it is a yardstick of visibility, not an optimum. MAP@100 over v1's fresh
+offers, next to the oracle's on the same offers and candidates.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+from scipy.special import gammaincc  # noqa: E402
+
+from datagen import generate_series  # noqa: E402
+from datagen.series import FIRST_MONTH, HISTORY_MONTHS, WORLD_EXTRA_ERAS, Timeline  # noqa: E402
+from datagen.simulate import day_number  # noqa: E402
+from datagen.world import build_world, month_start  # noqa: E402
+from ml.evaluate import average_precision_at_k, top_k  # noqa: E402
+from ml.ground_truth import offers_ground_truth  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", choices=["tiny", "small"], default="small")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--visibility", type=float, default=1.0)
+    parser.add_argument("--targeting", type=float, default=1.0)
+    args = parser.parse_args()
+    if not 0 < args.visibility <= 1:
+        parser.error("--visibility in (0, 1]: without a ladder there is nothing to walk")
+    with tempfile.TemporaryDirectory(prefix="visible_ceiling_") as work:
+        version, = generate_series(work, args.scale, args.seed, ["base"], "increment", args.visibility, args.targeting)
+        offers = pl.read_parquet(version / "_holdout" / "offer.parquet").filter(pl.col("kind") == "fresh")
+        past = pl.read_parquet(version / "transaction.parquet").select("user_id", "brand_dk", "event_date")
+        future = pl.read_parquet(version / "_holdout" / "transaction.parquet").select(past.columns)
+        merchants = pl.read_parquet(version / "merchant.parquet")
+        truth = offers_ground_truth(pl.concat([past, future]), offers, merchants)
+        oracle = pl.read_parquet(version / "_holdout" / "oracle.parquet")
+
+    # The same world and history again (the generator is deterministic), read at the cut.
+    world = build_world(args.scale, args.seed, versions=1 + WORLD_EXTRA_ERAS, visibility=args.visibility,
+                        targeting=args.targeting)
+    timeline = Timeline(world, {}, args.seed + 1)
+    last_month = HISTORY_MONTHS - 1
+    timeline.month(last_month)
+    cut = day_number(month_start(FIRST_MONTH, last_month + 1))
+    sim = timeline.sim
+    clients = np.flatnonzero(world.user_since == 0)
+    known = sim.keys[sim.adopted < cut]
+    knows = np.zeros((world.n_users, world.n_brands), bool)
+    knows[known // sim.nb, known % sim.nb] = True
+    bought = sim.keys[sim.first_tx < cut]
+    customer = np.zeros_like(knows)
+    customer[bought // sim.nb, bought % sim.nb] = True
+    fit = np.where(~knows[clients] & (world.brand_since <= 1)[None, :], world.fit(clients), -np.inf)
+    order = np.argsort(-fit, axis=1, kind="stable")
+    place = np.empty_like(order)
+    np.put_along_axis(place, order, np.arange(world.n_brands)[None, :].repeat(len(clients), axis=0), axis=1)
+    brand_of = dict(zip(world.merchants["merchant_id_offer"].to_list(), world.merchants["brand_index"].to_list()))
+    ids = world.user_ids[clients]
+    horizon = month_start(FIRST_MONTH, last_month + 6)
+    ceiling, oracle_ap = [], []
+    for row in offers.iter_rows(named=True):
+        key = (pl.col("offer_id") == row["offer_id"]) & (pl.col("merchant_id_offer") == row["merchant_id_offer"])
+        relevant = set(truth.filter(key)["user_id"].to_list())
+        if not relevant:
+            continue
+        brand = brand_of[row["merchant_id_offer"]]
+        days = (min(row["end_date"], horizon) - row["start_date"]).days + 1
+        steps = args.visibility * world.adopt[clients] * days / 30.4
+        score = np.where(customer[clients, brand], -1.0, 1.0 - gammaincc(place[:, brand] + 1, steps))
+        ceiling.append(average_precision_at_k(ids[top_k(score, ids, 100)].tolist(), relevant))
+        mine = oracle.filter(key)
+        probability = np.zeros(len(ids))
+        probability[np.searchsorted(ids, mine["user_id"].to_numpy())] = mine["probability"].to_numpy()
+        probability[customer[clients, brand]] = -1.0
+        oracle_ap.append(average_precision_at_k(ids[top_k(probability, ids, 100)].tolist(), relevant))
+    print(f"{args.scale} seed {args.seed} visibility {args.visibility:g} targeting {args.targeting:g}: "
+          f"fresh offers {len(ceiling)}, MAP@100 visible ceiling {np.mean(ceiling):.3f}, oracle {np.mean(oracle_ap):.3f}")
+
+
+if __name__ == "__main__":
+    main()
