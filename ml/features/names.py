@@ -28,7 +28,7 @@ BRAND_STATS = [
 BRAND_FEATURES = [*BRAND_STATS, "brand_known"]
 PAIR_FEATURES = [
     "brand_affinity", "recent_converts_affinity", "item_cf_mean", "item_cf_max", "item_cf_sum",
-    "category_affinity", "price_gap", "online_gap",
+    "category_affinity", "category_lift", "spend_category_lift", "price_gap", "online_gap",
     *[f"{a}_lift" for a in LIFT_ATTRIBUTES], "segment_lift_recent",
 ]
 # Learnt user and brand embeddings (ALS over the user x brand matrix): the user's predicted preference

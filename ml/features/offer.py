@@ -115,6 +115,17 @@ def _lift(state: State, name: str, members: np.ndarray) -> np.ndarray:
     return (share / np.maximum(prior, 1e-12)).astype(np.float32)[codes]
 
 
+def _category_lift(shares: np.ndarray, members: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """How much the user's category mix leans where the brand's customers lean: the user's shares
+    weighted by the log ratio of the customers' mean share to everyone's, per category (0 without
+    customers or a mix)."""
+    if len(members) == 0:
+        return np.zeros(len(rows), np.float32)
+    population = shares.mean(axis=0)
+    log_ratio = np.log((shares[members].mean(axis=0) + 1e-3) / (population + 1e-3))
+    return (shares[rows] @ log_ratio).astype(np.float32)
+
+
 def _embedding_block(state: State, brand: int, groups: OfferGroups, rows: np.ndarray) -> np.ndarray:
     """EMBEDDING_FEATURES: the ALS preference of each user for the brand, its rank and margin among the
     user's best unbought brands, and cosines of the user's factors with the centroids of the brand's
@@ -184,6 +195,8 @@ def offer_features(state: State, offer: OfferSpec, rows: np.ndarray | None = Non
     user_categories = state.category_share[rows]
     norms = np.linalg.norm(user_categories, axis=1) * max(float(np.linalg.norm(centroid_categories)), 1e-12)
     category_affinity = np.where(norms > 0, user_categories @ centroid_categories / np.maximum(norms, 1e-12), 0.0)
+    category_lift = _category_lift(state.category_share, groups.members, rows)
+    spend_lift = _category_lift(state.spend_share, groups.members, rows)
 
     known = 0 <= brand < len(state.brand_ids)
     stats = state.brand_stats[brand] if known else np.full(len(BRAND_INDEX), np.nan, dtype=np.float32)
@@ -199,7 +212,7 @@ def offer_features(state: State, offer: OfferSpec, rows: np.ndarray | None = Non
         "user": user,
         "brand": np.broadcast_to(np.append(stats, float(known)).astype(np.float32), (m, len(BRAND_FEATURES))),
         "pair": np.column_stack([affinity, recent_affinity, item_mean, item_max, item_sum, category_affinity,
-                                 price_gap, online_gap, *lifts, segment_recent]),
+                                 category_lift, spend_lift, price_gap, online_gap, *lifts, segment_recent]),
         "embedding": _embedding_block(state, brand, groups, rows),
         "sequence": np.column_stack(sequences.next_brand_scores(state.adoptions, brand, rows)),
         "offer": np.broadcast_to(_offer_block(state, offer), (m, len(OFFER_FEATURES))),

@@ -42,6 +42,7 @@ class State:
     first: sparse.csr_matrix        # user x brand first purchase day (same structure as counts)
     brand_stats: np.ndarray         # n_brands x len(BRAND_STATS)
     category_share: np.ndarray      # n_users x n_categories (receipts)
+    spend_share: np.ndarray         # n_users x n_categories, through the brands the user buys at (`spend_categories`)
     brand_seen: sparse.csr_matrix   # user x brand: offers of the brand seen before the cut
     brand_activated: sparse.csr_matrix
     offer_users: OfferUsers         # per offer: who saw / activated / was rewarded
@@ -111,6 +112,7 @@ class State:
             for part in ("data", "indices", "indptr"):
                 np.save(arrays / f"{name}.{part}.npy", getattr(matrix, part))
         np.save(arrays / "category_share.npy", self.category_share)
+        np.save(arrays / "spend_share.npy", self.spend_share)
         np.save(arrays / "user_factors.npy", self.user_factors)
         np.save(arrays / "brand_factors.npy", self.brand_factors)
         np.save(arrays / "mf_top.npy", self.mf_top)
@@ -149,7 +151,7 @@ class State:
             user_numeric=users.select(USER_NUMERIC).to_numpy().astype(np.float32),
             counts=matrix("counts"), first=matrix("first"),
             brand_stats=brands.select(BRAND_STATS).to_numpy().astype(np.float32),
-            category_share=array("category_share"),
+            category_share=array("category_share"), spend_share=array("spend_share"),
             brand_seen=matrix("brand_seen"), brand_activated=matrix("brand_activated"),
             offer_users=OfferUsers(array("offer_users.offer_ids"), array("offer_users.indptr"),
                                    array("offer_users.indices")),
@@ -223,6 +225,19 @@ def _csr(n_rows: int, n_cols: int, rows: np.ndarray, cols: np.ndarray, data: np.
     matrix.sum_duplicates()
     matrix.sort_indices()
     return matrix
+
+
+def spend_categories(counts: sparse.csr_matrix, receipts_share: np.ndarray) -> np.ndarray:
+    """Each user's category mix as their purchases show it: a brand's profile is the mean receipt mix of
+    its customers, a user's the purchase-weighted mean of their brands' profiles. Receipts are few per
+    user and transactions many, so this reads a user's tastes from far more events."""
+    has_receipts = (receipts_share.sum(axis=1) > 0).astype(np.float32)
+    binary = counts.copy()
+    binary.data = np.ones_like(binary.data)
+    customers = np.asarray(binary.T @ has_receipts).ravel()
+    profile = np.asarray(binary.T @ receipts_share) / np.maximum(customers, 1.0)[:, None]
+    spend = np.asarray(counts @ profile)
+    return (spend / np.maximum(spend.sum(axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def state_at(history: History, cut: int, exposure_as_of: int | None = None) -> State:
@@ -326,6 +341,7 @@ def state_at(history: History, cut: int, exposure_as_of: int | None = None) -> S
     if known.height:
         np.add.at(share, (known["u"].to_numpy(), known["category"].to_numpy()), known["len"].to_numpy())
         share /= np.maximum(share.sum(axis=1, keepdims=True), 1.0)
+    spend = spend_categories(counts, share)
 
     seen, activated = (interactions.filter((pl.col("b") >= 0) & (pl.col("kind") == kind)).select("u", "b").collect()
                        for kind in (SEEN, ACTIVATED))
@@ -353,6 +369,7 @@ def state_at(history: History, cut: int, exposure_as_of: int | None = None) -> S
     return State(
         cut=int(cut), user_ids=history.user_ids, brand_ids=history.brand_ids, user_raw=user_raw,
         user_numeric=user_numeric, counts=counts, first=first, brand_stats=brand_stats, category_share=share,
+        spend_share=spend,
         brand_seen=brand_seen, brand_activated=brand_activated, offer_users=offer_users,
         offers=history.offers, merchants=history.merchants, user_factors=user_factors, brand_factors=brand_factors,
         mf_top=mf_top,

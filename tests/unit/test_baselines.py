@@ -57,7 +57,7 @@ def make_state() -> State:
                               schema={name: pl.Utf8 for name in CATEGORICAL}),
         user_numeric=user_numeric, counts=counts, first=first,
         brand_stats=np.zeros((n_brands, len(BRAND_STATS)), np.float32),
-        category_share=np.zeros((n_users, 1), np.float32), brand_seen=empty, brand_activated=empty.copy(),
+        category_share=np.zeros((n_users, 1), np.float32), spend_share=np.zeros((n_users, 1), np.float32), brand_seen=empty, brand_activated=empty.copy(),
         offer_users=OfferUsers(np.array([77]), np.array([0, 2, 3, 3]), np.array([3, 4, 3], np.int32)),
         offers=pl.DataFrame(), merchants=pl.DataFrame(),
         user_factors=user_factors, brand_factors=brand_factors,
