@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -15,6 +16,38 @@ class DataBatchRequest(BaseModel):
     batch_id: StrictInt = Field(ge=1)
     total_batches: StrictInt = Field(ge=1)
     records: list[dict[str, Any]]
+
+
+class BatchEnvelopeError(ValueError):
+    """The body is not a JSON object, or a field of the batch's envelope is not a plain value."""
+
+
+_TOP_LEVEL = msgspec.json.Decoder(dict[str, msgspec.Raw])
+# The envelope's fields are short strings and numbers; a longer value is refused before it is decoded.
+_MAX_FIELD_JSON = 256
+
+
+def split_batch(body: bytes) -> tuple[DataBatchRequest, bytes]:
+    """A batch's envelope, validated by DataBatchRequest, and its records left as their JSON text for
+    the table's parser (domain/tables.py): the records are never decoded into Python objects here."""
+    try:
+        fields = _TOP_LEVEL.decode(body)
+    except msgspec.ValidationError:
+        raise BatchEnvelopeError("body: expected a JSON object") from None
+    except msgspec.DecodeError as error:
+        raise BatchEnvelopeError(f"body: {error}") from None
+    envelope: dict[str, Any] = {}
+    for name in ("version", "table", "batch_id", "total_batches"):
+        if name in fields:
+            raw = fields[name]
+            if len(memoryview(raw)) > _MAX_FIELD_JSON:
+                raise BatchEnvelopeError(f"{name}: longer than {_MAX_FIELD_JSON} bytes; expected a short value")
+            envelope[name] = msgspec.json.decode(raw)
+    records = fields.get("records")
+    if records is not None:
+        envelope["records"] = []  # validated as the table's records, by its parser
+    batch = DataBatchRequest.model_validate(envelope)
+    return batch, bytes(memoryview(records))
 
 
 class DataBatchResponse(BaseModel):
