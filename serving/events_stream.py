@@ -60,7 +60,8 @@ class EventStreamResponse(StreamingResponse):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            # Shielded: a client that left cancels the response, and this must still run to the end.
+            # Outside the stream's own cancel scope (which the client leaving cancels), and shielded from a
+            # cancellation of the response itself (the server stopping): the consumer is always stopped.
             with anyio.CancelScope(shield=True):
                 await self.consumer.stop()
             self.on_close()
