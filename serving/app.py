@@ -110,8 +110,8 @@ async def parse_body(request: Request, model):
     """Read a small JSON body within its bounds and validate it with pydantic's own (fast) JSON
     parser; errors name the field."""
     runtime: Runtime = request.app.state.runtime
-    with await read_body(request, runtime.body_limits, runtime.tmp_dir) as spool:
-        body = spool.read()
+    with await read_body(request, runtime.body_limits, runtime.body_memory, runtime.tmp_dir) as received:
+        body = received.read()  # at most http.max_body_bytes
     if not body:
         raise ApiError(400, "request body is empty: a JSON object is required")
     try:
@@ -165,11 +165,11 @@ async def status(request: Request):
 async def data_batch(request: Request):
     runtime = runtime_of(request)
     ingest = runtime.ingest
-    # The body is read (spooled) before a slot is taken: a slow sender holds a connection, never a slot.
-    with await read_body(request, runtime.batch_body_limits, runtime.tmp_dir) as spool:
+    # The body is read before a slot is taken: a slow sender holds a connection, never a slot.
+    with await read_body(request, runtime.batch_body_limits, runtime.body_memory, runtime.tmp_dir) as received:
         async with ingest.slots:  # bounds how many batches the API types at once
-            try:
-                batch, records = split_batch(spool.read())
+            try:  # off the event loop: a batch's body is megabytes, perhaps on disk
+                batch, records = await asyncio.to_thread(lambda: split_batch(received.read()))
             except BatchEnvelopeError as error:
                 raise ApiError(400, str(error)) from None
             except ValidationError as error:

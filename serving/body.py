@@ -1,13 +1,16 @@
 """Request bodies read within bounds: JSON only, at most so many bytes, at no less than a minimum pace.
 
-A body is read before any ingest slot is taken, into a spooled file (memory up to `spool_bytes`, disk
-beyond), so neither a slow sender nor a crowd of large bodies holds memory or a slot while it arrives.
-The pace rule is the one HTTP servers use against slow senders: after a grace period the body must have
-arrived at `min_bytes_per_s` on average; a sender that falls behind gets 408 and its connection is closed.
+A body is read whole before any ingest slot is taken, so a slow sender holds a connection, never a
+slot. Bodies in flight are held in memory up to a budget shared by all requests (`BodyMemory`): a body
+whose declared length fits what is left is kept in memory, any other (over the budget, or of unknown
+length) goes to a temporary file, so a crowd of large or slow bodies costs disk, not memory. The pace
+rule is the one HTTP servers use against slow senders: after a grace period the body must have arrived
+at `min_bytes_per_s` on average; a sender that falls behind gets 408 and its connection is closed.
 """
 from __future__ import annotations
 
 import asyncio
+import io
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +23,6 @@ class BodyLimits:
     max_bytes: int
     grace_s: float
     min_bytes_per_s: float
-    spool_bytes: int
 
 
 class BodyRefused(Exception):
@@ -29,6 +31,54 @@ class BodyRefused(Exception):
     def __init__(self, status: int, detail: str, close: bool = False):
         super().__init__(detail)
         self.status, self.detail, self.close = status, detail, close
+
+
+class BodyMemory:
+    """Bytes of request bodies held in memory at once, across requests."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.held = 0
+
+    def reserve(self, size: int) -> bool:
+        if self.held + size > self.budget:
+            return False
+        self.held += size
+        return True
+
+    def release(self, size: int) -> None:
+        self.held -= size
+
+
+class Body:
+    """A body read whole: in memory (its declared length reserved in the budget) or in a temporary file.
+    Use it as a context manager: leaving it frees the memory or deletes the file."""
+
+    def __init__(self, memory: BodyMemory, reserved: int, tmp_dir: Path):
+        self._memory, self._reserved = memory, reserved
+        self._store = io.BytesIO() if reserved else tempfile.TemporaryFile(dir=tmp_dir)
+
+    def write(self, chunk: bytes) -> None:
+        self._store.write(chunk)
+
+    def read(self) -> bytes:
+        """The whole body (from disk when it was spilled: call it off the event loop)."""
+        if isinstance(self._store, io.BytesIO):
+            return self._store.getvalue()
+        self._store.seek(0)
+        return self._store.read()
+
+    def __enter__(self) -> Body:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._store.close()
+        if self._reserved:
+            self._memory.release(self._reserved)
+            self._reserved = 0
 
 
 def is_json(content_type: str | None) -> bool:
@@ -46,8 +96,8 @@ def declared_length(request: Request) -> int | None:
     return int(value)
 
 
-async def read_body(request: Request, limits: BodyLimits, tmp_dir: Path) -> tempfile.SpooledTemporaryFile:
-    """The whole body, checked against the limits, in a spooled file positioned at its start."""
+async def read_body(request: Request, limits: BodyLimits, memory: BodyMemory, tmp_dir: Path) -> Body:
+    """The whole body, checked against the limits."""
     if not is_json(request.headers.get("content-type")):
         raise BodyRefused(415, f"Content-Type: {request.headers.get('content-type') or 'none'} is not accepted; "
                                "send the body as application/json")
@@ -55,31 +105,27 @@ async def read_body(request: Request, limits: BodyLimits, tmp_dir: Path) -> temp
     if declared is not None and declared > limits.max_bytes:
         # Answered before reading: the server discards the rest of the body as it arrives.
         raise BodyRefused(413, f"body: {declared:,} bytes is over the limit of {limits.max_bytes:,} bytes")
+    body = Body(memory, declared if declared and memory.reserve(declared) else 0, tmp_dir)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    spool = tempfile.SpooledTemporaryFile(max_size=limits.spool_bytes, dir=tmp_dir)
     received = 0
-    chunks = request.stream().__aiter__()
     try:
-        while True:
-            allowed = started + limits.grace_s + received / limits.min_bytes_per_s - loop.time()
-            try:
-                chunk = await asyncio.wait_for(chunks.__anext__(), timeout=max(allowed, 0.0))
-            except StopAsyncIteration:
-                break
-            except TimeoutError:
-                raise BodyRefused(408, f"body: {received:,} bytes arrived in {loop.time() - started:.0f} s; "
-                                       f"a body must arrive at {limits.min_bytes_per_s:,.0f} bytes/s or faster "
-                                       f"after the first {limits.grace_s:.0f} s", close=True) from None
-            received += len(chunk)
-            if received > limits.max_bytes:
-                raise BodyRefused(413, f"body: over the limit of {limits.max_bytes:,} bytes", close=True)
-            spool.write(chunk)
+        async with asyncio.timeout_at(started + limits.grace_s) as pace:
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limits.max_bytes:
+                    raise BodyRefused(413, f"body: over the limit of {limits.max_bytes:,} bytes", close=True)
+                body.write(chunk)
+                pace.reschedule(started + limits.grace_s + received / limits.min_bytes_per_s)
+    except TimeoutError:
+        body.close()
+        raise BodyRefused(408, f"body: {received:,} bytes arrived in {loop.time() - started:.0f} s; a body must "
+                               f"arrive at {limits.min_bytes_per_s:,.0f} bytes/s or faster after the first "
+                               f"{limits.grace_s:.0f} s", close=True) from None
     except ClientDisconnect:
-        spool.close()
+        body.close()
         raise BodyRefused(400, "the client went away before sending the whole body", close=True) from None
     except BaseException:
-        spool.close()
+        body.close()
         raise
-    spool.seek(0)
-    return spool
+    return body

@@ -26,7 +26,7 @@ from projections.checkpoint import Checkpoint
 from projections.ledger import LedgerView
 from projections.serving_model import ServingModel
 from projections.views import PipelineViews
-from serving.body import BodyLimits
+from serving.body import BodyLimits, BodyMemory
 from serving.events_stream import Subscribers
 
 log = logging.getLogger(__name__)
@@ -65,11 +65,13 @@ class Checkpointed:
                         self.follower.topic, saved.position, end)
             self.checkpoint.discard()
 
-    def save_if_moved(self) -> None:
+    async def save_if_moved(self) -> None:
         # state() is taken in one synchronous step: no record is applied in between, so the state
-        # and the position written with it always match.
+        # and the position written with it always match. Encoding and writing it (with its fsync)
+        # happen in a thread, off the event loop that answers requests.
         if self.projection.position != self.checkpoint.saved_position:
-            self.checkpoint.save(self.projection.position, self.projection.state())
+            position, state = self.projection.position, self.projection.state()
+            await asyncio.to_thread(self.checkpoint.save, position, state)
 
 
 @dataclass(frozen=True)
@@ -104,10 +106,10 @@ class Runtime:
                                     max_batches=int(config.params["ingest"]["max_batches"]),
                                     max_batch_records=int(config.params["ingest"]["max_batch_records"]))
         http = config.params["http"]
-        pace = dict(grace_s=float(http["body_grace_s"]), min_bytes_per_s=float(http["body_min_bytes_per_s"]),
-                    spool_bytes=int(http["spool_bytes"]))
+        pace = dict(grace_s=float(http["body_grace_s"]), min_bytes_per_s=float(http["body_min_bytes_per_s"]))
         self.batch_body_limits = BodyLimits(max_bytes=int(http["max_batch_body_bytes"]), **pace)
         self.body_limits = BodyLimits(max_bytes=int(http["max_body_bytes"]), **pace)
+        self.body_memory = BodyMemory(int(http["body_memory_bytes"]))
         self.tmp_dir = config.work_dir / "tmp" / "bodies"
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.subscribers = Subscribers(int(config.params["events"]["max_subscribers"]))
@@ -115,6 +117,7 @@ class Runtime:
         self.broker_health = BrokerHealth()
         self._health_consumer: AIOKafkaConsumer | None = None
         self._saver: asyncio.Task | None = None
+        self._stopping = asyncio.Event()
         self._watcher: asyncio.Task | None = None
         self.started = False
 
@@ -201,27 +204,32 @@ class Runtime:
         return found
 
     async def _save_checkpoints(self) -> None:
-        while True:
-            await asyncio.sleep(CHECKPOINT_EVERY_S)
+        """Every CHECKPOINT_EVERY_S, until stop() asks it to end (never cancelled mid-write: a write
+        that went on in its thread would race the last one)."""
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), CHECKPOINT_EVERY_S)
             for checkpointed in self.checkpointed:
                 try:
-                    checkpointed.save_if_moved()
+                    await checkpointed.save_if_moved()
                 except OSError:  # a full disk must not stop the reads: the log still has everything
                     log.exception("could not save the checkpoint %s", checkpointed.checkpoint.path)
 
     async def stop(self) -> None:
-        for task in (self._saver, self._watcher):
-            if task:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        self._stopping.set()
+        if self._saver:
+            await self._saver
+        if self._watcher:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         if self._health_consumer:
             await self._health_consumer.stop()
         await self.serving.stop()
         await self.pipeline_follower.stop()
         await self.ledger_follower.stop()
         for checkpointed in self.checkpointed:
-            checkpointed.save_if_moved()
+            await checkpointed.save_if_moved()
         await self.event_log.stop()
 
     # --- derived answers --------------------------------------------------------------------

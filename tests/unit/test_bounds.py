@@ -13,10 +13,10 @@ from domain import events
 from domain.tables import MAX_REPORTED_CHARS, MAX_REPORTED_NAMES, TABLE_NAMES, RecordsError, parse_json_records
 from ingest.service import BatchTooLarge, IngestService
 from processors import ledger
-from serving.body import BodyLimits, BodyRefused, is_json, read_body
+from serving.body import BodyLimits, BodyMemory, BodyRefused, is_json, read_body
 from serving.schemas import BatchEnvelopeError, split_batch
 
-LIMITS = BodyLimits(max_bytes=1000, grace_s=0.3, min_bytes_per_s=1000, spool_bytes=100)
+LIMITS = BodyLimits(max_bytes=1000, grace_s=0.3, min_bytes_per_s=1000)
 
 
 def request(chunks: list[bytes], content_type: str | None = "application/json", delay_s: float = 0.0,
@@ -35,10 +35,10 @@ def request(chunks: list[bytes], content_type: str | None = "application/json", 
     return Request({"type": "http", "method": "POST", "path": "/", "headers": headers}, receive)
 
 
-def read(req: Request, tmp_path):
+def read(req: Request, tmp_path, memory: BodyMemory | None = None):
     async def run():
-        with await read_body(req, LIMITS, tmp_path) as spool:
-            return spool.read()
+        with await read_body(req, LIMITS, memory or BodyMemory(10_000), tmp_path) as body:
+            return body.read()
     return asyncio.run(run())
 
 
@@ -57,9 +57,21 @@ def test_other_content_types_get_415(content_type, tmp_path):
     assert refused.value.status == 415 and "application/json" in refused.value.detail
 
 
-def test_a_body_within_bounds_is_read_whole_spooled_to_disk_beyond_the_spool_size(tmp_path):
-    chunks = [bytes([65 + i]) * 90 for i in range(10)]  # 900 bytes, over the 100-byte spool
-    assert read(request(chunks), tmp_path) == b"".join(chunks)
+def test_bodies_are_held_in_memory_within_the_budget_and_on_disk_beyond_it(tmp_path):
+    chunks = [bytes([65 + i]) * 90 for i in range(10)]  # 900 bytes
+    memory = BodyMemory(budget=1000)
+
+    async def run():
+        first = await read_body(request(chunks, length=900), LIMITS, memory, tmp_path)
+        assert memory.held == 900
+        second = await read_body(request(chunks, length=900), LIMITS, memory, tmp_path)  # does not fit
+        unknown = await read_body(request(chunks), LIMITS, memory, tmp_path)  # chunked: length unknown
+        assert memory.held == 900
+        for body in (first, second, unknown):
+            with body:
+                assert body.read() == b"".join(chunks)
+        assert memory.held == 0
+    asyncio.run(run())
 
 
 def test_a_declared_length_over_the_limit_gets_413_before_anything_is_read(tmp_path):
@@ -75,12 +87,13 @@ def test_a_body_growing_over_the_limit_gets_413_and_is_cut(tmp_path):
     assert refused.value.status == 413 and refused.value.close
 
 
-def test_a_slow_sender_gets_408_after_the_grace_period(tmp_path):
+def test_a_slow_sender_gets_408_after_the_grace_period_and_holds_nothing(tmp_path):
+    memory = BodyMemory(10_000)
     started = time.monotonic()
     with pytest.raises(BodyRefused) as refused:
-        read(request([b"x"] * 100, delay_s=0.1), tmp_path)  # 10 bytes/s against 1000 bytes/s
+        read(request([b"x"] * 100, delay_s=0.1, length=100), tmp_path, memory)  # 10 bytes/s against 1000
     assert refused.value.status == 408 and refused.value.close
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 1.0 and memory.held == 0
 
 
 def test_a_fast_sender_may_take_longer_than_the_grace_period(tmp_path):
