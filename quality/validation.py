@@ -66,6 +66,10 @@ LINKS = [("transaction", "user_id", "people", "user_id", True),
          ("financial_account", "user_id", "people", "user_id", False),
          ("receipts", "user_id", "people", "user_id", False),
          ("offer_activation", "user_id", "people", "user_id", False)]
+# A check's details quote values from the data; they are cut to this length, so the checks of a
+# version (about a hundred, listed twice in ValidationFinished) stay well under the broker's message
+# limit whatever the data holds (domain/events.py MAX_EVENT_BYTES).
+MAX_DETAILS_CHARS = 300
 # End dates at or after this year are open-ended sentinels (5999-01-01), not errors.
 SENTINEL_YEAR = 2900
 DEFAULTS = {"max_null_key_rate": 0.01, "max_orphan_rate": 0.15, "max_duplicate_rate": 0.01,
@@ -146,6 +150,8 @@ class _Runner:
             details = describe(result, passed)
         except Exception as error:  # a report must never hide the verdict
             details = f"(details unavailable: {error!r}) {result}"
+        if len(details) > MAX_DETAILS_CHARS:  # quoted data can be long: the checks travel in one event
+            details = details[:MAX_DETAILS_CHARS - 1] + "…"
         self.checks.append(CheckResult(name=name, table=table, critical=critical, passed=passed,
                                        details=details, expectation=type(expectation).__name__))
         self.raw.append({"check": name, "result": outcome.to_json_dict()})
