@@ -109,8 +109,9 @@ class RecordsError(ValueError):
 
 MAX_REPORTED_NAMES = 20
 MAX_REPORTED_CHARS = 100
-# The exact reading decodes records to Python objects this many at a time (bounded memory).
-EXACT_SLICE_RECORDS = 20_000
+# Records are read and typed this many at a time (about 17 MB of transaction JSON), so a batch's
+# memory is its body and its typed columns plus one slice's text, whatever the batch's size.
+SLICE_RECORDS = 100_000
 _RECORD_LIST = msgspec.json.Decoder(list[msgspec.Raw])
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -123,60 +124,59 @@ def _text_schema(columns: list[str]) -> dict[str, pl.DataType]:
     return {name: pl.Utf8 for name in columns}
 
 
-def _read_text(records_json: bytes, columns: list[str]) -> tuple[pl.DataFrame, set[str]]:
-    """Every column of the schema as text, whatever JSON scalar the sender used, and the keys the
-    records carry. Polars reads the JSON array straight into text columns (numbers, booleans and
-    strings alike). That read ignores keys outside the schema and cannot tell an absent key from a
-    null, so it is trusted only when the text holds exactly one `":` per schema column and record
-    (every record carries the schema's keys, and nothing else) and no column is null throughout;
-    anything else (unknown or absent keys, nested values, numbers beyond 64 bits, items that are not
-    objects) is read exactly instead. A record that lacks one key and carries one unknown key passes
-    the count: its value for the lacking column is null, which validation counts like any null."""
-    if not records_json.lstrip().startswith(b"["):
-        raise RecordsError("records: expected an array of objects")
+def _read_text(items: list[msgspec.Raw], columns: list[str], first: int = 0) -> tuple[pl.DataFrame, set[str]]:
+    """Every column of the schema as text, whatever JSON value the sender used, and the keys the
+    records carry. Polars reads the records, one a line, straight into text columns: numbers, booleans
+    and strings alike, a nested value as its JSON text (which no typed column parses). (Its reader of a
+    JSON array builds the whole document as a tree first, about ten times the text at its peak.)
+    That read ignores keys outside the schema and cannot tell an absent key from a null, so it is
+    trusted only when the text holds exactly one `":` per schema column and record (every record
+    carries the schema's keys, and nothing else) and no column is null throughout; anything else
+    (unknown or absent keys, items that are not objects, numbers beyond 64 bits, records written over
+    several lines) is read exactly instead. A record that lacks one key and carries one unknown key
+    passes the count: its value for the lacking column is null, counted like any null. `first` is
+    the index of the first item in the batch, to name an item that is not an object."""
+    lines = b"\n".join(items)
+    keys = lines.count(b'":')
     try:
-        frame = pl.read_json(records_json, schema=_text_schema(columns))
+        frame = pl.read_ndjson(lines, schema=_text_schema(columns))
     except pl.exceptions.PolarsError:
-        return _read_text_exactly(records_json, columns)
-    if frame.height == 0:
-        return frame, set()
-    if (records_json.count(b'":') != frame.height * len(columns)
-            or any(count == frame.height for count in frame.null_count().row(0))):
-        return _read_text_exactly(records_json, columns)
+        return _read_text_exactly(items, columns, first)
+    del lines
+    if keys != frame.height * len(columns) or any(count == frame.height for count in frame.null_count().row(0)):
+        return _read_text_exactly(items, columns, first)
     return frame, set(columns)
 
 
-def _scalar(value):
-    """A JSON value as polars will read it into a text column: a nested value as its JSON text (no
-    typed column parses it, so it is counted as unparseable), an integer beyond 64 bits as digits."""
-    if isinstance(value, (dict, list)):
-        return orjson.dumps(value).decode()
+def _read_text_exactly(items: list[msgspec.Raw], columns: list[str], first: int = 0) -> tuple[pl.DataFrame, set[str]]:
+    """Record by record: every key seen, and the schema's values written again one record a line for
+    the same polars read, so both readings give the same text for a value (an integer beyond 64 bits,
+    which polars cannot read, becomes its digits)."""
+    seen: set[str] = set()
+    lines = []
+    for index, item in enumerate(items, first):
+        record = msgspec.json.decode(item)
+        if not isinstance(record, dict):
+            raise RecordsError(f"records[{index}]: expected an object, got {_json_type(record)}")
+        if len(seen) < len(columns) + MAX_REPORTED_NAMES:
+            seen.update(record)
+        lines.append(orjson.dumps({name: _plain(record.get(name)) for name in columns}))
+    return pl.read_ndjson(b"\n".join(lines), schema=_text_schema(columns)), seen
+
+
+def _plain(value):
+    """Integers beyond 64 bits as their digits (neither polars nor orjson reads them); the rest as is."""
     if isinstance(value, int) and not isinstance(value, bool) and not _INT64[0] <= value <= _INT64[1]:
         return str(value)
+    if isinstance(value, (dict, list)):
+        return _walk(value)
     return value
 
 
-def _read_text_exactly(records_json: bytes, columns: list[str]) -> tuple[pl.DataFrame, set[str]]:
-    """Record by record, a slice at a time: every key seen, and the schema's values re-encoded as
-    plain scalars for the same polars read (so both readings give the same text for a value)."""
-    try:
-        items = _RECORD_LIST.decode(records_json)
-    except msgspec.DecodeError as error:
-        raise RecordsError(f"records: {error}") from None
-    seen: set[str] = set()
-    frames = []
-    for start in range(0, len(items), EXACT_SLICE_RECORDS):
-        plain = []
-        for index, item in enumerate(items[start:start + EXACT_SLICE_RECORDS], start):
-            record = msgspec.json.decode(item)
-            if not isinstance(record, dict):
-                raise RecordsError(f"records[{index}]: expected an object, got {_json_type(record)}")
-            if len(seen) < len(columns) + MAX_REPORTED_NAMES:
-                seen.update(record)
-            plain.append({name: _scalar(record.get(name)) for name in columns})
-        frames.append(pl.read_json(orjson.dumps(plain), schema=_text_schema(columns)))
-        del plain
-    return (pl.concat(frames) if frames else pl.DataFrame(schema=_text_schema(columns))), seen
+def _walk(value):
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return [_plain(item) for item in value]
 
 
 def _json_type(value) -> str:
@@ -200,14 +200,49 @@ def _typed(name: str, dtype: pl.DataType) -> pl.Expr:
     raise TypeError(f"no parser for {dtype}")
 
 
-def parse_json_records(table: str, records_json: bytes) -> tuple[pl.DataFrame, ParseReport]:
+def parse_json_records(table: str, records_json: bytes | memoryview) -> tuple[pl.DataFrame, ParseReport]:
     """Type a batch's records (the JSON text of its `records` array) by the table's schema. Never
     raises on values: unparseable ones become null and are counted, so validation can judge the
     version instead of the request crashing. Raises RecordsError when the records are not an array
-    of objects."""
+    of objects.
+
+    msgspec cuts the array into its records without decoding them; they are then read and typed
+    SLICE_RECORDS at a time."""
     schema = TABLES[table]
     names = list(schema.columns)
-    text, seen = _read_text(records_json, names)
+    try:
+        items = _RECORD_LIST.decode(records_json)
+    except msgspec.ValidationError:
+        raise RecordsError("records: expected an array of objects") from None
+    except msgspec.DecodeError as error:
+        raise RecordsError(f"records: {error}") from None
+    frames, seen = [], set()
+    unparseable: dict[str, int] = {}
+    examples: dict[str, list[str]] = {}
+    for start in range(0, len(items), SLICE_RECORDS):
+        text, keys = _read_text(items[start:start + SLICE_RECORDS], names, start)
+        seen |= keys
+        frames.append(_typed_slice(schema, text, unparseable, examples))
+    items.clear()
+    frame = pl.concat(frames) if frames else empty_frame(table)
+    # The line reader hands its columns over in pieces (one per block it read): one piece each is
+    # encoded for the log at half the cost.
+    frame = frame.rechunk()
+    report = ParseReport(
+        rows=frame.height,
+        unparseable=unparseable,
+        examples=examples,
+        unknown_columns=[_cut(name) for name in sorted(seen - set(names))[:MAX_REPORTED_NAMES]],
+        missing_columns=sorted(set(names) - seen) if frame.height else [],
+    )
+    return frame, report
+
+
+def _typed_slice(schema: TableSchema, text: pl.DataFrame, unparseable: dict[str, int],
+                 examples: dict[str, list[str]]) -> pl.DataFrame:
+    """One slice of text columns typed by the schema; what could not be parsed is added to the counts
+    and examples."""
+    names = list(schema.columns)
     # Missing however spelled is null.
     raw_frame = (text.lazy().with_columns(pl.col(names).str.strip_chars())
                  .with_columns(pl.when(pl.col(name).is_in(MISSING_TOKENS)).then(None).otherwise(pl.col(name))
@@ -222,19 +257,13 @@ def parse_json_records(table: str, records_json: bytes) -> tuple[pl.DataFrame, P
     frame = raw_frame.select((pl.col(name) if dtype == TEXT and name not in dotted else _typed(name, dtype))
                              .alias(name) for name, dtype in schema.columns.items())
     # A typed value is null where its text is null or could not be parsed: the difference is the latter.
-    unparseable = {name: typed - raw for name, typed, raw in
-                   zip(names, frame.null_count().row(0), raw_frame.null_count().row(0)) if typed > raw}
-    examples = {name: [_cut(value) for value in
-                       raw_frame[name].filter(raw_frame[name].is_not_null() & frame[name].is_null()).head(3)]
-                for name in unparseable}
-    report = ParseReport(
-        rows=frame.height,
-        unparseable=unparseable,
-        examples=examples,
-        unknown_columns=[_cut(name) for name in sorted(seen - set(schema.columns))[:MAX_REPORTED_NAMES]],
-        missing_columns=sorted(set(schema.columns) - seen) if frame.height else [],
-    )
-    return frame, report
+    for name, typed, raw in zip(names, frame.null_count().row(0), raw_frame.null_count().row(0)):
+        if typed > raw:
+            unparseable[name] = unparseable.get(name, 0) + typed - raw
+            if len(examples.get(name, [])) < 3:
+                bad = raw_frame[name].filter(raw_frame[name].is_not_null() & frame[name].is_null()).head(3)
+                examples[name] = (examples.get(name, []) + [_cut(value) for value in bad])[:3]
+    return frame
 
 
 def parse_records(table: str, records: list[dict]) -> tuple[pl.DataFrame, ParseReport]:

@@ -52,6 +52,13 @@ class PreparedBatch:
     digest: str
 
 
+def _records_bound(records_json: bytes | memoryview, window: int = 1 << 23) -> int:
+    """An upper bound of the number of records: each opens with a brace. Counted a window at a time,
+    never copying the whole text."""
+    view = memoryview(records_json)
+    return sum(bytes(view[start:start + window]).count(b"{") for start in range(0, len(view), window))
+
+
 class IngestService:
     def __init__(self, event_log: EventLog, ledger_view: LedgerView, ledger_follower: Follower,
                  max_chunk_bytes: int, compression: str = "zstd", parallel_batches: int = 2,
@@ -67,18 +74,19 @@ class IngestService:
         # most this many at once; the others wait with their bodies spooled to disk.
         self.slots = asyncio.Semaphore(parallel_batches)
 
-    async def prepare(self, version: str, table: str, records_json: bytes) -> PreparedBatch:
+    async def prepare(self, version: str, table: str, records_json: bytes | memoryview) -> PreparedBatch:
         """Type and encode a batch (CPU work, in a thread: the event loop stays free meanwhile)."""
         if self.ledger.is_committed(version):
             raise VersionClosed(version)
-        # Every record opens with a brace, so the braces bound the records (a short body cannot exceed it):
-        # checked before typing, since columns cost per record however small the record's JSON.
-        if len(records_json) > 3 * self.max_batch_records and records_json.count(b"{") > self.max_batch_records:
-            raise BatchTooLarge(f"records: more than {self.max_batch_records:,} records in one batch; "
-                                "split it into several batches")
         return await asyncio.to_thread(self._prepare, table, records_json)
 
-    def _prepare(self, table: str, records_json: bytes) -> PreparedBatch:
+    def _prepare(self, table: str, records_json: bytes | memoryview) -> PreparedBatch:
+        # Checked before typing, since a record costs its columns however short its JSON. A record takes
+        # three bytes at least ('{}' and a comma), so a shorter text cannot hold too many.
+        if (len(records_json) > 3 * self.max_batch_records
+                and _records_bound(records_json) > self.max_batch_records):
+            raise BatchTooLarge(f"records: more than {self.max_batch_records:,} records in one batch; "
+                                "split it into several batches")
         frame, report = parse_json_records(table, records_json)
         payloads = chunks.split(frame, self.max_chunk_bytes, self.compression)
         if len(payloads) > events.MAX_CHUNKS_PER_BATCH:

@@ -10,7 +10,6 @@ at `min_bytes_per_s` on average; a sender that falls behind gets 408 and its con
 from __future__ import annotations
 
 import asyncio
-import io
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,17 +55,23 @@ class Body:
 
     def __init__(self, memory: BodyMemory, reserved: int, tmp_dir: Path):
         self._memory, self._reserved = memory, reserved
-        self._store = io.BytesIO() if reserved else tempfile.TemporaryFile(dir=tmp_dir)
+        self._in_memory = bytearray() if reserved else None
+        self._on_disk = None if reserved else tempfile.TemporaryFile(dir=tmp_dir)
 
     def write(self, chunk: bytes) -> None:
-        self._store.write(chunk)
+        if self._in_memory is not None:
+            self._in_memory += chunk
+        else:
+            self._on_disk.write(chunk)
 
-    def read(self) -> bytes:
-        """The whole body (from disk when it was spilled: call it off the event loop)."""
-        if isinstance(self._store, io.BytesIO):
-            return self._store.getvalue()
-        self._store.seek(0)
-        return self._store.read()
+    def read(self) -> bytes | bytearray:
+        """The whole body, once: held in memory it is handed over as is (not copied); spilled, it is
+        read back from disk (call it off the event loop)."""
+        if self._in_memory is not None:
+            body, self._in_memory = self._in_memory, bytearray()
+            return body
+        self._on_disk.seek(0)
+        return self._on_disk.read()
 
     def __enter__(self) -> Body:
         return self
@@ -75,7 +80,9 @@ class Body:
         self.close()
 
     def close(self) -> None:
-        self._store.close()
+        self._in_memory = None
+        if self._on_disk is not None:
+            self._on_disk.close()
         if self._reserved:
             self._memory.release(self._reserved)
             self._reserved = 0

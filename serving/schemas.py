@@ -27,9 +27,10 @@ _TOP_LEVEL = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _MAX_FIELD_JSON = 256
 
 
-def split_batch(body: bytes) -> tuple[DataBatchRequest, bytes]:
-    """A batch's envelope, validated by DataBatchRequest, and its records left as their JSON text for
-    the table's parser (domain/tables.py): the records are never decoded into Python objects here."""
+def split_batch(body: bytes | bytearray) -> tuple[DataBatchRequest, memoryview]:
+    """A batch's envelope, validated by DataBatchRequest, and its records left as their JSON text (a
+    view into the body, not a copy) for the table's parser (domain/tables.py): the records are never
+    decoded into Python objects here."""
     try:
         fields = _TOP_LEVEL.decode(body)
     except msgspec.ValidationError:
@@ -47,7 +48,7 @@ def split_batch(body: bytes) -> tuple[DataBatchRequest, bytes]:
     if records is not None:
         envelope["records"] = []  # validated as the table's records, by its parser
     batch = DataBatchRequest.model_validate(envelope)
-    return batch, bytes(memoryview(records))
+    return batch, memoryview(records)
 
 
 class DataBatchResponse(BaseModel):

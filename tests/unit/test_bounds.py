@@ -148,6 +148,7 @@ def test_records_must_be_an_array_of_objects():
     (b'[{"merchant_id_offer": 1, "merchant_status": "ACT", "brand_dk": 1000000000000000000000000000000}]', [], []),
     ([{"merchant_id_offer": 1, "merchant_status": {"a": 1}, "brand_dk": [2]}], [], []),
     ([{"merchant_id_offer": 1, "merchant_status": 'say "x": y', "brand_dk": 2}], [], []),
+    (b'[{"merchant_id_offer": 1,\n  "merchant_status": "ACT",\n  "brand_dk": 2}]', [], []),  # over lines
 ])
 def test_both_readings_type_alike_and_report_exactly(records, unknown, missing):
     """Whether polars' reading is trusted or the exact one runs, the frame is the one the exact
@@ -156,7 +157,8 @@ def test_both_readings_type_alike_and_report_exactly(records, unknown, missing):
 
     payload = records if isinstance(records, bytes) else orjson.dumps(records)
     frame, report = parse_json_records("merchant", payload)
-    text, _ = tables._read_text_exactly(payload, ["merchant_id_offer", "merchant_status", "brand_dk"])
+    items = tables._RECORD_LIST.decode(payload)
+    text, _ = tables._read_text_exactly(items, ["merchant_id_offer", "merchant_status", "brand_dk"])
     exact = text.select(tables._typed(name, dtype).alias(name) for name, dtype in tables.TABLES["merchant"].columns.items())
     assert frame.equals(exact) and frame.height == 1
     assert report.unknown_columns == unknown and report.missing_columns == missing
@@ -172,6 +174,20 @@ def test_ordinary_records_take_the_fast_reading(monkeypatch):
                for i in range(1, 1000)]
     frame, report = parse_json_records("merchant", orjson.dumps(records))
     assert frame.height == 999 and not report.unparseable and not report.missing_columns
+
+
+def test_a_batch_read_in_slices_is_typed_and_reported_as_in_one(monkeypatch):
+    import domain.tables as tables
+
+    records = [{"merchant_id_offer": i if i % 5 else f"x{i}", "merchant_status": " ACT ", "brand_dk": i * 1.0,
+                **({"colour": "red"} if i == 17 else {})} for i in range(1, 40)]
+    whole = parse_json_records("merchant", orjson.dumps(records))
+    monkeypatch.setattr(tables, "SLICE_RECORDS", 7)  # six slices, one read exactly (the unknown key)
+    sliced = parse_json_records("merchant", orjson.dumps(records))
+    assert sliced[0].equals(whole[0]) and sliced[1] == whole[1]
+    assert sliced[1].unparseable == {"merchant_id_offer": 7} and sliced[1].unknown_columns == ["colour"]
+    with pytest.raises(RecordsError, match=r"records\[23\]: expected an object, got an array"):
+        parse_json_records("merchant", orjson.dumps(records[:23] + [[1]] + records[23:]))
 
 
 def test_what_a_batch_reports_about_itself_is_cut_short():
