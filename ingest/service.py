@@ -61,7 +61,7 @@ def _records_bound(records_json: bytes | memoryview, window: int = 1 << 23) -> i
 
 class IngestService:
     def __init__(self, event_log: EventLog, ledger_view: LedgerView, ledger_follower: Follower,
-                 max_chunk_bytes: int, compression: str = "zstd", parallel_batches: int = 2,
+                 max_chunk_bytes: int, compression: str = "zstd", parallel_batches: int = 1,
                  max_batches: int = 100_000, max_batch_records: int = 2_000_000):
         self.event_log = event_log
         self.ledger = ledger_view
@@ -70,8 +70,8 @@ class IngestService:
         self.compression = compression
         self.max_batches = max_batches
         self.max_batch_records = max_batch_records
-        # A batch being typed holds its body and its columns (about three times its JSON at peak): at
-        # most this many at once; the others wait with their bodies spooled to disk.
+        # A batch being typed holds its body, its records and its columns (about 2.5 times its JSON at
+        # peak): at most this many at once; the others wait with their bodies read.
         self.slots = asyncio.Semaphore(parallel_batches)
 
     async def prepare(self, version: str, table: str, records_json: bytes | memoryview) -> PreparedBatch:
