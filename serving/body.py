@@ -55,21 +55,22 @@ class Body:
 
     def __init__(self, memory: BodyMemory, reserved: int, tmp_dir: Path):
         self._memory, self._reserved = memory, reserved
-        self._in_memory = bytearray() if reserved else None
+        # In memory, the chunks as they came (joined once, when read: growing one buffer chunk by chunk
+        # copies it over and over, on the event loop).
+        self._in_memory: list[bytes] | None = [] if reserved else None
         self._on_disk = None if reserved else tempfile.TemporaryFile(dir=tmp_dir)
 
     def write(self, chunk: bytes) -> None:
         if self._in_memory is not None:
-            self._in_memory += chunk
+            self._in_memory.append(chunk)
         else:
             self._on_disk.write(chunk)
 
-    def read(self) -> bytes | bytearray:
-        """The whole body, once: held in memory it is handed over as is (not copied); spilled, it is
-        read back from disk (call it off the event loop)."""
+    def read(self) -> bytes:
+        """The whole body, once (call it off the event loop: it is joined, or read back from disk)."""
         if self._in_memory is not None:
-            body, self._in_memory = self._in_memory, bytearray()
-            return body
+            chunks, self._in_memory = self._in_memory, []
+            return b"".join(chunks)
         self._on_disk.seek(0)
         return self._on_disk.read()
 

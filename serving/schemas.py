@@ -27,7 +27,7 @@ _TOP_LEVEL = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _MAX_FIELD_JSON = 256
 
 
-def split_batch(body: bytes | bytearray) -> tuple[DataBatchRequest, memoryview]:
+def split_batch(body: bytes) -> tuple[DataBatchRequest, memoryview]:
     """A batch's envelope, validated by DataBatchRequest, and its records left as their JSON text (a
     view into the body, not a copy) for the table's parser (domain/tables.py): the records are never
     decoded into Python objects here."""
