@@ -128,10 +128,12 @@ async def seal(settings: Settings, store: ObjectStore,
     prefix = snapshot_prefix(store, version_ledger.version)
     workdir = Path(tempfile.mkdtemp(prefix=f"seal-{version_ledger.version}-", dir=_tmp_root(settings)))
     try:
+        # Uploads in a thread: the processor's event loop keeps its broker connection alive meanwhile,
+        # however long the object store takes to answer.
         for table, path in (await _write_tables(settings, version_ledger, workdir)).items():
-            store.put_file(f"{prefix}/{table}.parquet", path)
+            await asyncio.to_thread(store.put_file, f"{prefix}/{table}.parquet", path)
         (workdir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        store.put_file(f"{prefix}/manifest.json", workdir / "manifest.json")
+        await asyncio.to_thread(store.put_file, f"{prefix}/manifest.json", workdir / "manifest.json")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     log.info("sealed %s: %s", version_ledger.version,
