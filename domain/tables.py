@@ -200,22 +200,28 @@ def _typed(name: str, dtype: pl.DataType) -> pl.Expr:
     raise TypeError(f"no parser for {dtype}")
 
 
-def parse_json_records(table: str, records_json: bytes | memoryview) -> tuple[pl.DataFrame, ParseReport]:
-    """Type a batch's records (the JSON text of its `records` array) by the table's schema. Never
-    raises on values: unparseable ones become null and are counted, so validation can judge the
-    version instead of the request crashing. Raises RecordsError when the records are not an array
-    of objects.
-
-    msgspec cuts the array into its records without decoding them; they are then read and typed
-    SLICE_RECORDS at a time."""
-    schema = TABLES[table]
-    names = list(schema.columns)
+def split_records(records_json: bytes | memoryview) -> list[msgspec.Raw]:
+    """The records of a JSON array, one JSON text each, cut apart by msgspec without decoding them."""
     try:
-        items = _RECORD_LIST.decode(records_json)
+        return _RECORD_LIST.decode(records_json)
     except msgspec.ValidationError:
         raise RecordsError("records: expected an array of objects") from None
     except msgspec.DecodeError as error:
         raise RecordsError(f"records: {error}") from None
+
+
+def parse_json_records(table: str, records_json: bytes | memoryview) -> tuple[pl.DataFrame, ParseReport]:
+    """parse_record_items of the records of a JSON array."""
+    return parse_record_items(table, split_records(records_json))
+
+
+def parse_record_items(table: str, items: list[msgspec.Raw]) -> tuple[pl.DataFrame, ParseReport]:
+    """Type a batch's records (one JSON text each) by the table's schema, SLICE_RECORDS at a time.
+    Never raises on values: unparseable ones become null and are counted, so validation can judge the
+    version instead of the request crashing. Raises RecordsError when a record is not an object.
+    The list is emptied as it is read."""
+    schema = TABLES[table]
+    names = list(schema.columns)
     frames, seen = [], set()
     unparseable: dict[str, int] = {}
     examples: dict[str, list[str]] = {}

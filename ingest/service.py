@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 from adapters.broker import EventLog, Follower
 from domain import events, topology
-from domain.tables import ParseReport, parse_json_records
+import msgspec
+
+from domain.tables import ParseReport, parse_record_items
 from ingest import chunks
 from processors.ledger import Outcome
 from projections.ledger import LedgerView
@@ -52,13 +54,6 @@ class PreparedBatch:
     digest: str
 
 
-def _records_bound(records_json: bytes | memoryview, window: int = 1 << 23) -> int:
-    """An upper bound of the number of records: each opens with a brace. Counted a window at a time,
-    never copying the whole text."""
-    view = memoryview(records_json)
-    return sum(bytes(view[start:start + window]).count(b"{") for start in range(0, len(view), window))
-
-
 class IngestService:
     def __init__(self, event_log: EventLog, ledger_view: LedgerView, ledger_follower: Follower,
                  max_chunk_bytes: int, compression: str = "zstd", parallel_batches: int = 1,
@@ -74,20 +69,23 @@ class IngestService:
         # peak): at most this many at once; the others wait with their bodies read.
         self.slots = asyncio.Semaphore(parallel_batches)
 
-    async def prepare(self, version: str, table: str, records_json: bytes | memoryview) -> PreparedBatch:
+    def check_records(self, body: bytes) -> None:
+        """Refuse a batch's body that may hold more records than a batch may: checked before the records
+        are cut apart, since each costs memory however short its JSON. Every record opens with a
+        brace, so the braces bound them; a record takes three bytes at least ('{}' and a comma), so a
+        shorter body is not even counted."""
+        if len(body) > 3 * self.max_batch_records and body.count(b"{") > self.max_batch_records + 1:
+            raise BatchTooLarge(f"records: more than {self.max_batch_records:,} records in one batch; "
+                                "split it into several batches")
+
+    async def prepare(self, version: str, table: str, records: list[msgspec.Raw]) -> PreparedBatch:
         """Type and encode a batch (CPU work, in a thread: the event loop stays free meanwhile)."""
         if self.ledger.is_committed(version):
             raise VersionClosed(version)
-        return await asyncio.to_thread(self._prepare, table, records_json)
+        return await asyncio.to_thread(self._prepare, table, records)
 
-    def _prepare(self, table: str, records_json: bytes | memoryview) -> PreparedBatch:
-        # Checked before typing, since a record costs its columns however short its JSON. A record takes
-        # three bytes at least ('{}' and a comma), so a shorter text cannot hold too many.
-        if (len(records_json) > 3 * self.max_batch_records
-                and _records_bound(records_json) > self.max_batch_records):
-            raise BatchTooLarge(f"records: more than {self.max_batch_records:,} records in one batch; "
-                                "split it into several batches")
-        frame, report = parse_json_records(table, records_json)
+    def _prepare(self, table: str, records: list[msgspec.Raw]) -> PreparedBatch:
+        frame, report = parse_record_items(table, records)
         payloads = chunks.split(frame, self.max_chunk_bytes, self.compression)
         if len(payloads) > events.MAX_CHUNKS_PER_BATCH:
             raise BatchTooLarge(f"records: {len(payloads)} log messages once typed, over the "

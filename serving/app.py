@@ -8,13 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, ORJSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, ORJSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
@@ -169,11 +168,13 @@ async def data_batch(request: Request):
     with await read_body(request, runtime.batch_body_limits, runtime.body_memory, runtime.tmp_dir) as received:
         async with ingest.slots:  # bounds how many batches the API types at once
             try:  # off the event loop: a batch's body is megabytes, perhaps on disk
-                batch, records = await asyncio.to_thread(lambda: split_batch(received.read()))
+                batch, records = await asyncio.to_thread(take_apart, ingest, received)
             except BatchEnvelopeError as error:
                 raise ApiError(400, str(error)) from None
             except ValidationError as error:
                 raise ApiError(400, _field_errors(error)) from None
+            except BatchTooLarge as error:
+                raise ApiError(413, str(error)) from None
             if batch.table not in TABLE_NAMES:
                 raise ApiError(400, f"table: unknown table {batch.table!r}; expected one of {', '.join(TABLE_NAMES)}")
             for field in ("total_batches", "batch_id"):
@@ -181,7 +182,7 @@ async def data_batch(request: Request):
                     raise ApiError(400, f"{field}: at most {ingest.max_batches:,} batches per table in one version")
             if batch.batch_id > batch.total_batches:
                 raise ApiError(400, f"batch_id: {batch.batch_id} is greater than total_batches {batch.total_batches}")
-            if EMPTY_ARRAY.fullmatch(records):
+            if not records:
                 return DataBatchResponse(status="accepted", version=batch.version, table=batch.table,
                                          batch_id=batch.batch_id, rows=0, outcome="empty_noop")
             try:
@@ -202,7 +203,11 @@ async def data_batch(request: Request):
                              batch_id=batch.batch_id, rows=accepted.rows, outcome=accepted.outcome)
 
 
-EMPTY_ARRAY = re.compile(rb"\s*\[\s*\]\s*")
+def take_apart(ingest, received) -> tuple[DataBatchRequest, list]:
+    """A batch's body, read, bounded and split into its envelope and its records (in a thread)."""
+    body = received.read()
+    ingest.check_records(body)
+    return split_batch(body)
 
 
 def _closed(version: str) -> ApiError:

@@ -109,15 +109,17 @@ def body(**fields) -> bytes:
 
 
 def test_the_envelope_is_validated_and_the_records_left_as_text():
-    batch, records = split_batch(body(records=[{"merchant_id_offer": 1}], extra={"anything": [1, 2]}))
+    batch, records = split_batch(body(records=[{"merchant_id_offer": 1}, {}], extra={"anything": [1, 2]}))
     assert (batch.version, batch.table, batch.batch_id, batch.total_batches) == ("v1", "merchant", 1, 1)
-    assert records == b'[{"merchant_id_offer":1}]'
+    assert [bytes(memoryview(record)) for record in records] == [b'{"merchant_id_offer":1}', b"{}"]
 
 
 @pytest.mark.parametrize("payload, named", [
     (b"[1, 2]", "body: expected a JSON object"),
     (b'{"version": "v1"', "body:"),
     (body(version="x" * 300), "version: longer than 256 bytes"),
+    (body(records={"merchant_id_offer": 1}), "records: expected an array of objects"),
+    (body(records=None), "records: expected an array of objects"),
 ])
 def test_a_broken_envelope_is_named(payload, named):
     with pytest.raises(BatchEnvelopeError, match=named):
@@ -137,6 +139,12 @@ def test_records_must_be_an_array_of_objects():
         parse_json_records("merchant", b'{"merchant_id_offer": 1}')
     with pytest.raises(RecordsError, match=r"records\[1\]: expected an object, got null"):
         parse_json_records("merchant", b'[{"merchant_id_offer": 1}, null]')
+
+
+def test_a_missing_records_field_is_named():
+    from pydantic import ValidationError
+    with pytest.raises(ValidationError, match="records"):
+        split_batch(b'{"version": "v1", "table": "merchant", "batch_id": 1, "total_batches": 1}')
 
 
 # --- one parser, two readings -------------------------------------------------------------------
@@ -198,17 +206,12 @@ def test_what_a_batch_reports_about_itself_is_cut_short():
     assert report.unparseable == {"user_id": 1} and len(report.examples["user_id"][0]) == MAX_REPORTED_CHARS
 
 
-def test_more_records_than_a_batch_may_hold_get_refused_before_typing():
-    service = IngestService(event_log=None, ledger_view=_OpenLedger(), ledger_follower=None, max_chunk_bytes=1 << 20,
+def test_more_records_than_a_batch_may_hold_get_refused_before_they_are_cut_apart():
+    service = IngestService(event_log=None, ledger_view=None, ledger_follower=None, max_chunk_bytes=1 << 20,
                             max_batch_records=10)
     with pytest.raises(BatchTooLarge, match="more than 10 records"):
-        asyncio.run(service.prepare("v1", "merchant", b"[" + b",".join([b"{}"] * 11) + b"]"))
-    assert asyncio.run(service.prepare("v1", "merchant", b"[" + b",".join([b"{}"] * 10) + b"]")).rows == 10
-
-
-class _OpenLedger:
-    def is_committed(self, version: str) -> bool:
-        return False
+        service.check_records(body(records=[{}] * 11))
+    service.check_records(body(records=[{}] * 10))
 
 
 # --- every event under the broker's limit -------------------------------------------------------
