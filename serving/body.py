@@ -95,6 +95,17 @@ def is_json(content_type: str | None) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
+def json_expected(request: Request) -> bool:
+    """A JSON content type, or none at all from a client that is not a web page. A page elsewhere can
+    make its visitor's browser post text/plain, a form, or a body with no type, but a browser always
+    says which page sent a POST (Origin); a program (curl, a script posting `data=`) sends neither,
+    and its untyped body is read as JSON, as FastAPI's own body parsing does."""
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return "origin" not in request.headers
+    return is_json(content_type)
+
+
 def declared_length(request: Request) -> int | None:
     value = request.headers.get("content-length")
     if value is None:
@@ -106,7 +117,7 @@ def declared_length(request: Request) -> int | None:
 
 async def read_body(request: Request, limits: BodyLimits, memory: BodyMemory, tmp_dir: Path) -> Body:
     """The whole body, checked against the limits."""
-    if not is_json(request.headers.get("content-type")):
+    if not json_expected(request):
         raise BodyRefused(415, f"Content-Type: {request.headers.get('content-type') or 'none'} is not accepted; "
                                "send the body as application/json")
     declared = declared_length(request)

@@ -20,9 +20,11 @@ LIMITS = BodyLimits(max_bytes=1000, grace_s=0.3, min_bytes_per_s=1000)
 
 
 def request(chunks: list[bytes], content_type: str | None = "application/json", delay_s: float = 0.0,
-            length: int | None = None) -> Request:
+            length: int | None = None, origin: str | None = None) -> Request:
     """A request whose body arrives in these chunks, `delay_s` apart (a slow sender when large)."""
     headers = [] if content_type is None else [(b"content-type", content_type.encode())]
+    if origin is not None:
+        headers.append((b"origin", origin.encode()))
     if length is not None:
         headers.append((b"content-length", str(length).encode()))
     pending = list(chunks)
@@ -48,13 +50,19 @@ def test_json_content_types_are_accepted(content_type):
     assert is_json(content_type)
 
 
-@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
-                                          "multipart/form-data; boundary=x", "text/json-ish"])
-def test_other_content_types_get_415(content_type, tmp_path):
-    # text/plain, urlencoded and multipart are what a cross-site form or a no-cors fetch can send.
+@pytest.mark.parametrize("content_type, origin", [
+    ("text/plain", None), ("application/x-www-form-urlencoded", None), ("multipart/form-data; boundary=x", None),
+    ("text/json-ish", None), (None, "https://elsewhere.example"), ("text/plain", "https://elsewhere.example")])
+def test_other_content_types_get_415(content_type, origin, tmp_path):
+    # text/plain, urlencoded, multipart and an untyped body are what a page elsewhere can make a browser send.
     with pytest.raises(BodyRefused) as refused:
-        read(request([b"{}"], content_type), tmp_path)
+        read(request([b"{}"], content_type, origin=origin), tmp_path)
     assert refused.value.status == 415 and "application/json" in refused.value.detail
+
+
+def test_an_untyped_body_from_a_program_is_read_as_json(tmp_path):
+    # What `requests.post(url, data=json.dumps(...))` sends: no Content-Type, and no Origin (not a page).
+    assert read(request([b"{}"], content_type=None), tmp_path) == b"{}"
 
 
 def test_bodies_are_held_in_memory_within_the_budget_and_on_disk_beyond_it(tmp_path):
