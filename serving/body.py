@@ -53,12 +53,13 @@ class Body:
     """A body read whole: in memory (its declared length reserved in the budget) or in a temporary file.
     Use it as a context manager: leaving it frees the memory or deletes the file."""
 
-    def __init__(self, memory: BodyMemory, reserved: int, tmp_dir: Path):
-        self._memory, self._reserved = memory, reserved
+    def __init__(self, memory: BodyMemory, declared: int | None, tmp_dir: Path):
+        in_memory = declared is not None and memory.reserve(declared)
+        self._memory, self._reserved = memory, declared if in_memory else 0
         # In memory, the chunks as they came (joined once, when read: growing one buffer chunk by chunk
         # copies it over and over, on the event loop).
-        self._in_memory: list[bytes] | None = [] if reserved else None
-        self._on_disk = None if reserved else tempfile.TemporaryFile(dir=tmp_dir)
+        self._in_memory: list[bytes] | None = [] if in_memory else None
+        self._on_disk = None if in_memory else tempfile.TemporaryFile(dir=tmp_dir)
 
     def write(self, chunk: bytes) -> None:
         if self._in_memory is not None:
@@ -124,7 +125,7 @@ async def read_body(request: Request, limits: BodyLimits, memory: BodyMemory, tm
     if declared is not None and declared > limits.max_bytes:
         # Answered before reading: the server discards the rest of the body as it arrives.
         raise BodyRefused(413, f"body: {declared:,} bytes is over the limit of {limits.max_bytes:,} bytes")
-    body = Body(memory, declared if declared and memory.reserve(declared) else 0, tmp_dir)
+    body = Body(memory, declared, tmp_dir)
     loop = asyncio.get_running_loop()
     started = loop.time()
     received = 0
