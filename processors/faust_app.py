@@ -60,7 +60,8 @@ def store() -> ObjectStore:
 
 
 @app.agent(control_topic)
-async def fold_control(stream):
+async def follow_control(stream):
+    """Remembers where each version starts on the log, and seals it on its first commit."""
     async for record in stream.events():
         offset = record.message.offset
         try:
