@@ -156,6 +156,7 @@ class Follower:
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task | None = None
         self._advanced = asyncio.Condition()
+        self.failure: str | None = None  # why the last fetch failed, until one succeeds
 
     async def start(self, from_offset: int | None = None) -> None:
         """Begin applying records, at `from_offset` when given (e.g. a projection's stored offset)."""
@@ -185,8 +186,19 @@ class Follower:
 
     async def _run(self) -> None:
         assert self._consumer is not None
+        delay = 0.5
         while True:
-            batches = await self._consumer.getmany(self._partition, timeout_ms=200, max_records=500)
+            try:
+                batches = await self._consumer.getmany(self._partition, timeout_ms=200, max_records=500)
+            except Exception as error:  # a failed fetch: the position is kept and the fetch tried again
+                self.failure = f"{type(error).__name__}: {error}"
+                log.warning("%s: fetching at offset %d failed (%s); retrying in %.1f s",
+                            self.topic, self.position, self.failure, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                self._consumer.seek(self._partition, self.position)
+                continue
+            self.failure, delay = None, 0.5
             for record in batches.get(self._partition, []):
                 try:
                     result = self.handler(record.offset, record.value, record.key)
@@ -212,12 +224,16 @@ class Follower:
             await self.wait_for(end - 1, timeout)
 
 
-async def scan(settings: Settings, topic: str, offsets: set[int]):
-    """Yield (offset, value) for the wanted offsets of a one-partition topic, in log order, in one
-    forward pass with one consumer (used to assemble a version's snapshot from its chunks)."""
-    if not offsets:
-        return
-    first, last = min(offsets), max(offsets)
+class RecordsGone(LookupError):
+    """Wanted records are no longer on the topic: removed by retention, or a new (empty) broker."""
+
+
+async def read_range(settings: Settings, topic: str, first: int | None = None, last: int | None = None,
+                     idle_timeout_s: float = 30.0):
+    """Yield (offset, key, value) of a one-partition topic from `first` to `last` inclusive (None: the
+    topic's first or last record), in one forward pass with one consumer. RecordsGone when part of the
+    range is not on the topic (retrying will not bring it back); TimeoutError when the broker sends
+    nothing for idle_timeout_s (it may answer later)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.broker, enable_auto_commit=False,
         fetch_max_bytes=32 * 1024 * 1024, max_partition_fetch_bytes=MAX_MESSAGE_BYTES * 2,
@@ -226,15 +242,34 @@ async def scan(settings: Settings, topic: str, offsets: set[int]):
     try:
         partition = TopicPartition(settings.topic(topic), 0)
         consumer.assign([partition])
+        start = (await consumer.beginning_offsets([partition]))[partition]
+        end = (await consumer.end_offsets([partition]))[partition]
+        first = start if first is None else first
+        last = end - 1 if last is None else last
+        if last < first:
+            return
+        if first < start or last >= end:
+            raise RecordsGone(f"{topic}: offsets {first}..{last} wanted, the topic holds {start}..{end - 1}")
         consumer.seek(partition, first)
         position = first
         while position <= last:
-            records = (await consumer.getmany(partition, timeout_ms=5000, max_records=100)).get(partition, [])
+            records = (await consumer.getmany(partition, timeout_ms=int(idle_timeout_s * 1000),
+                                              max_records=100)).get(partition, [])
             if not records:
-                raise RuntimeError(f"{topic}: offsets {position}..{last} not readable")
+                raise TimeoutError(f"{topic}: nothing read at offset {position} in {idle_timeout_s:.0f} s")
             for record in records:
-                if record.offset in offsets:
-                    yield record.offset, record.value
+                if record.offset <= last:
+                    yield record.offset, record.key, record.value
                 position = record.offset + 1
     finally:
         await consumer.stop()
+
+
+async def scan(settings: Settings, topic: str, offsets: set[int]):
+    """Yield (offset, value) for the wanted offsets of a one-partition topic, in log order, in one
+    forward pass (used to assemble a version's snapshot from its chunks)."""
+    if not offsets:
+        return
+    async for offset, _, value in read_range(settings, topic, min(offsets), max(offsets)):
+        if offset in offsets:
+            yield offset, value

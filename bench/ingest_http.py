@@ -3,6 +3,9 @@
     python bench/ingest_http.py --url http://127.0.0.1:8080 --scale small --batch-rows 50000 --concurrency 4
     python bench/ingest_http.py --url ... --version-dir /data/full/v1 --wait --stack-dir var/stack
 
+Bodies are written as the project's sender writes them (polars); --client-json orjson writes them from
+Python records instead, as the figures before 2026-12-01 were measured (3x the client's CPU).
+
 Prints records/s for the batches (answered 200 = durable on the log). With --wait, also the time
 from commit to `pipeline_status` idle, the stages' durations (from /status and /events), and with
 --stack-dir the peak memory (PSS and its anonymous part) of each service process tree of the local stack (pids/*.pid),
@@ -26,7 +29,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import datagen  # noqa: E402
-from datagen.send import iter_batches  # noqa: E402
+from datagen.send import batch_body, iter_batches, iter_frames  # noqa: E402
 
 SERVICES = ("worker", "pipeline", "api")
 
@@ -95,6 +98,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--wait", action="store_true", help="also time commit -> pipeline idle")
     parser.add_argument("--stack-dir", type=Path, default=None, help="sample the local stack's process memory")
+    parser.add_argument("--client-json", choices=("polars", "orjson"), default="polars",
+                        help="how this client writes the bodies: polars, as datagen.send (the project's sender) "
+                             "does, or orjson over Python records (3x the client's CPU; the earlier figures)")
     args = parser.parse_args()
     version_dir = args.version_dir
     if version_dir is None:
@@ -105,11 +111,14 @@ def main() -> None:
     if sampler:
         sampler.start()
     version = f"bench-{uuid.uuid4().hex[:6]}"
-    batches = iter_batches(version_dir, args.batch_rows)
 
     def bodies():
         # Encoded lazily, a few ahead of the senders: a full-scale version is ~5 GB of JSON.
-        for table, batch_id, total, records in batches:
+        if args.client_json == "polars":
+            for table, batch_id, total, frame in iter_frames(version_dir, args.batch_rows):
+                yield frame.height, batch_body(version, table, batch_id, total, frame)
+            return
+        for table, batch_id, total, records in iter_batches(version_dir, args.batch_rows):
             yield len(records), orjson.dumps({"version": version, "table": table, "batch_id": batch_id,
                                               "total_batches": total, "records": records})
 
@@ -131,7 +140,8 @@ def main() -> None:
         elapsed = time.monotonic() - started
         print(f"ingest: {totals['records']} records, {totals['bytes'] / 1e6:.0f} MB JSON, {totals['batches']} "
               f"batches in {elapsed:.1f}s = {totals['records'] / elapsed:,.0f} records/s "
-              f"({args.concurrency} concurrent clients; JSON encoding by this client included)")
+              f"({args.concurrency} concurrent clients; JSON written by this client with {args.client_json}, "
+              "included)")
         started = time.monotonic()
         commit = client.post("/data/commit", json={"version": version}).json()
         print(f"commit answered in {time.monotonic() - started:.2f}s: {len(commit['tables_received'])} tables")

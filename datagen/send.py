@@ -19,7 +19,8 @@ import orjson
 import polars as pl
 
 
-def _frames(version_dir: Path, batch_rows: int) -> Iterator[tuple[str, int, int, pl.DataFrame]]:
+def iter_frames(version_dir: Path, batch_rows: int) -> Iterator[tuple[str, int, int, pl.DataFrame]]:
+    """(table, batch_id, total_batches, rows as a frame), tables interleaved batch by batch (drops not applied)."""
     frames = {path.stem: pl.read_parquet(path) for path in sorted(Path(version_dir).glob("*.parquet"))}
     totals = {table: max(1, -(-frame.height // batch_rows)) for table, frame in frames.items()}
     for batch_id in range(1, max(totals.values(), default=0) + 1):
@@ -34,7 +35,7 @@ def _dates_as_text(frame: pl.DataFrame) -> pl.DataFrame:
 
 def iter_batches(version_dir: Path | str, batch_rows: int = 50_000) -> Iterator[tuple[str, int, int, list[dict]]]:
     """(table, batch_id, total_batches, records), tables interleaved batch by batch (drops not applied)."""
-    for table, batch_id, total, frame in _frames(Path(version_dir), batch_rows):
+    for table, batch_id, total, frame in iter_frames(Path(version_dir), batch_rows):
         yield table, batch_id, total, _dates_as_text(frame).to_dicts()
 
 
@@ -60,7 +61,7 @@ def send_version(base_url: str, version_dir: Path | str, version_name: str | Non
                                    headers={"content-type": "application/json"})
             response.raise_for_status()
 
-        batches = (b for b in _frames(version_dir, batch_rows) if b[1] not in dropped.get(b[0], set()))
+        batches = (b for b in iter_frames(version_dir, batch_rows) if b[1] not in dropped.get(b[0], set()))
         with ThreadPoolExecutor(concurrency) as pool:
             for _ in pool.map(post, batches):
                 pass

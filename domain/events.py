@@ -14,6 +14,19 @@ import orjson
 
 from domain import topology
 
+# Brokers refuse a message over 1 MiB by default (Kafka's message.max.bytes, Redpanda's
+# kafka_batch_max_bytes). Every event stays under it by construction: what a batch reports about itself
+# is cut to a few short strings (domain/tables.py ParseReport), a version's manifest lists counts and a
+# few batch numbers, not every batch (processors/ledger.py manifest), and a batch may take at most
+# MAX_CHUNKS_PER_BATCH data messages, so its list of offsets is bounded too. Serialising an event over
+# the limit raises here, naming the event, instead of being refused by the broker further on.
+MAX_EVENT_BYTES = 1_000_000
+MAX_CHUNKS_PER_BATCH = 10_000
+
+
+class EventTooLarge(ValueError):
+    pass
+
 
 @dataclass(frozen=True)
 class Event:
@@ -25,7 +38,11 @@ class Event:
 
     def to_bytes(self) -> bytes:
         body = dataclasses.asdict(self)
-        return orjson.dumps({"type": type(self).__name__, "schema": self.SCHEMA, "data": body})
+        payload = orjson.dumps({"type": type(self).__name__, "schema": self.SCHEMA, "data": body})
+        if len(payload) > MAX_EVENT_BYTES:
+            raise EventTooLarge(f"{type(self).__name__} of {self.key()} is {len(payload):,} bytes, over the "
+                                f"{MAX_EVENT_BYTES:,} a log message may carry")
+        return payload
 
 
 # --- ingest.control -------------------------------------------------------------------------
@@ -56,6 +73,19 @@ class CommitRequested(Event):
     TOPIC: ClassVar = topology.INGEST_CONTROL
     version: str
     requested_at: str = ""
+
+
+@dataclass(frozen=True)
+class SealFailed(Event):
+    """The commit at commit_offset could not be sealed for a reason retrying cannot fix (its data on the
+    log is unreadable or undecodable). The version opens again, empty: its batches and a commit can be
+    sent anew. Produced by the sealer on this topic, so the ledger folds it in log order."""
+
+    TOPIC: ClassVar = topology.INGEST_CONTROL
+    version: str
+    commit_offset: int
+    reason: str
+    failed_at: str = ""
 
 
 # --- versions ---------------------------------------------------------------------------------
@@ -187,7 +217,7 @@ class PipelineFailed(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
-    for cls in (BatchReceived, CommitRequested, VersionSealed, StageStarted, StageFinished,
+    for cls in (BatchReceived, CommitRequested, SealFailed, VersionSealed, StageStarted, StageFinished,
                 ValidationFinished, DriftEvaluated, CatalogPublished, ModelTrained, ModelDeployed,
                 VersionProcessed, PipelineFailed)
 }

@@ -3,7 +3,8 @@
     POST /data/batch ──► ingest.data     (Arrow IPC chunks, key version/table/batch_id)
                     └──► ingest.control  (BatchReceived, key version)
     POST /data/commit ─► ingest.control  (CommitRequested, key version)
-    ingest.control ──► [faust: ledger + sealer] ──► versions (VersionSealed, key version)
+    ingest.control ──► [faust + sealer: the version's ledger folded from the log] ──► versions (VersionSealed,
+                       key version), or ingest.control (SealFailed: the version opens again)
     versions ──► [pipeline consumer: validate, drift, decide, train, deploy] ──► pipeline
     ingest.control + pipeline ──► [API projections: ledger, catalog, registry, monitoring,
                                    experiments, status] ──► HTTP reads
@@ -48,7 +49,8 @@ class Topic:
 
 INGEST_DATA = Topic("ingest.data", "version/table/batch_id", ("api",), ("processors.sealer",))
 INGEST_CONTROL = Topic(
-    "ingest.control", "version", ("api",), ("processors.ledger", "api.projections.ledger")
+    "ingest.control", "version", ("api", "processors.sealer (SealFailed)"),
+    ("processors.faust_app", "processors.sealer", "api.projections.ledger"),
 )
 VERSIONS = Topic("versions", "version", ("processors.sealer",), ("pipeline.consumer",))
 PIPELINE = Topic(
@@ -62,7 +64,7 @@ TOPICS: tuple[Topic, ...] = (INGEST_DATA, INGEST_CONTROL, VERSIONS, PIPELINE)
 # rocksdb tables and its partition-assignor topic. Created up front with the others, because Faust's
 # own topic creation uses a request some Kafka-compatible brokers reject.
 FAUST_APP = "processors"
-FAUST_TABLES = ("ledgers", "sealed")
+FAUST_TABLES = ("first_offsets",)  # version -> offset of its first control event
 FAUST_INTERNAL: tuple[Topic, ...] = tuple(
     Topic(f"{FAUST_APP}-{table}-changelog", "version", ("processors.faust_app",),
           ("processors.faust_app (table recovery)",), config=COMPACTED)

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 from adapters.broker import EventLog, Follower
 from domain import events, topology
-from domain.tables import ParseReport, parse_records
+import msgspec
+
+from domain.tables import ParseReport, parse_record_items
 from ingest import chunks
 from processors.ledger import Outcome
 from projections.ledger import LedgerView
@@ -18,6 +20,10 @@ log = logging.getLogger(__name__)
 
 class VersionClosed(Exception):
     """The version was committed before this batch: it can no longer change."""
+
+
+class BatchTooLarge(Exception):
+    """A batch over what one request may carry (records, or log messages once typed)."""
 
 
 @dataclass(frozen=True)
@@ -50,27 +56,42 @@ class PreparedBatch:
 
 class IngestService:
     def __init__(self, event_log: EventLog, ledger_view: LedgerView, ledger_follower: Follower,
-                 max_chunk_bytes: int, compression: str = "zstd", parallel_batches: int = 2):
+                 max_chunk_bytes: int, compression: str = "zstd", parallel_batches: int = 1,
+                 max_batches: int = 100_000, max_batch_records: int = 2_000_000):
         self.event_log = event_log
         self.ledger = ledger_view
         self.follower = ledger_follower
         self.max_chunk_bytes = max_chunk_bytes
         self.compression = compression
-        # A batch of 100k records is ~200 MB as parsed Python objects: at most this many batches are
-        # held as objects at once (the others wait unread), so concurrent senders cannot exhaust the
-        # API's memory. Typing holds the GIL anyway, so more would not be faster.
+        self.max_batches = max_batches
+        self.max_batch_records = max_batch_records
+        # A batch being typed holds its body, its records and its columns (about 2.5 times its JSON at
+        # peak): at most this many at once; the others wait with their bodies read.
         self.slots = asyncio.Semaphore(parallel_batches)
 
-    async def prepare(self, version: str, table: str, records: list[dict]) -> PreparedBatch:
+    def check_records(self, body: bytes) -> None:
+        """Refuse a batch's body that may hold more records than a batch may: checked before the records
+        are cut apart, since each costs memory however short its JSON. Every record opens with a
+        brace, so the braces bound them; a record takes three bytes at least ('{}' and a comma), so a
+        shorter body is not even counted."""
+        if len(body) > 3 * self.max_batch_records and body.count(b"{") > self.max_batch_records + 1:
+            raise BatchTooLarge(f"records: more than {self.max_batch_records:,} records in one batch; "
+                                "split it into several batches")
+
+    async def prepare(self, version: str, table: str, records: list[msgspec.Raw]) -> PreparedBatch:
         """Type and encode a batch (CPU work, in a thread: the event loop stays free meanwhile)."""
         if self.ledger.is_committed(version):
             raise VersionClosed(version)
         return await asyncio.to_thread(self._prepare, table, records)
 
-    def _prepare(self, table: str, records: list[dict]) -> PreparedBatch:
-        frame, report = parse_records(table, records)
+    def _prepare(self, table: str, records: list[msgspec.Raw]) -> PreparedBatch:
+        frame, report = parse_record_items(table, records)
+        payloads = chunks.split(frame, self.max_chunk_bytes, self.compression)
+        if len(payloads) > events.MAX_CHUNKS_PER_BATCH:
+            raise BatchTooLarge(f"records: {len(payloads)} log messages once typed, over the "
+                                f"{events.MAX_CHUNKS_PER_BATCH} one batch may take; split it into several batches")
         return PreparedBatch(rows=frame.height, report=report, digest=chunks.content_hash(table, frame),
-                             payloads=chunks.split(frame, self.max_chunk_bytes, self.compression))
+                             payloads=payloads)
 
     async def submit_batch(self, version: str, table: str, batch_id: int, total_batches: int,
                            batch: PreparedBatch) -> BatchAccepted:

@@ -1,8 +1,14 @@
-"""The Faust processor: folds ingest.control into per-version ledgers (rocksdb tables) and seals
-each version on its first commit. Run: `python -m processors.faust_app worker -l info`."""
+"""The Faust processor: follows ingest.control and seals each version on its first commit.
+Run: `python -m processors.faust_app worker -l info`.
+
+Its one table maps a version to the offset of its first control event, where the sealer starts folding
+the version's ledger from the log (processors/sealer.py): one small record per version, whatever the
+number of batches. A commit is acknowledged only once its outcome is on the log (VersionSealed on
+versions, or SealFailed on ingest.control, each acknowledged by the broker): a seal that fails for a
+passing reason is retried until it succeeds, so a commit is never dropped by an outage.
+"""
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import faust
@@ -11,7 +17,6 @@ from adapters import broker_compat
 from adapters.storage import ObjectStore
 from domain import events, topology
 from domain.settings import settings
-from processors import ledger as ledger_fold
 from processors import sealer
 
 log = logging.getLogger(__name__)
@@ -42,9 +47,7 @@ control_topic = app.topic(config.topic(topology.INGEST_CONTROL.name), key_type=b
 versions_topic = app.topic(config.topic(topology.VERSIONS.name), key_type=bytes, value_type=bytes,
                            key_serializer="raw", value_serializer="raw")
 
-# version -> VersionLedger as a dict; version -> sequence of the VersionSealed it produced.
-ledgers = app.Table("ledgers", partitions=1)
-sealed = app.Table("sealed", partitions=1)
+first_offsets = app.Table(topology.FAUST_TABLES[0], partitions=1)
 
 _store: ObjectStore | None = None
 
@@ -57,42 +60,35 @@ def store() -> ObjectStore:
 
 
 @app.agent(control_topic)
-async def fold_control(stream):
+async def follow_control(stream):
+    """Remembers where each version starts on the log, and seals it on its first commit."""
     async for record in stream.events():
+        offset = record.message.offset
         try:
             event = events.from_bytes(record.value)
         except events.UnknownEvent:
-            log.exception("skipping an event this processor does not understand at offset %s",
-                          record.message.offset)
+            log.exception("skipping an event this processor does not understand at offset %s", offset)
             continue
         version = event.version  # type: ignore[attr-defined]
-        previous = ledgers.get(version)
-        state, outcome = ledger_fold.apply(
-            ledger_fold.VersionLedger.from_dict(previous) if previous else None, record.message.offset, event
-        )
-        ledgers[version] = state.to_dict()
-        if outcome in (ledger_fold.Outcome.REPLACED, ledger_fold.Outcome.REJECTED_CLOSED):
-            log.warning("version %s: batch %s/%s %s", version, getattr(event, "table", "?"),
-                        getattr(event, "batch_id", "?"), outcome.value)
-        # Seal on the first commit, and again after a crash that came between the fold and the seal.
-        if isinstance(event, events.CommitRequested) and state.committed and sealed.get(version) is None:
-            sealed_event = await seal_or_report(state)
-            await versions_topic.send(key=version.encode(), value=sealed_event.to_bytes())
-            sealed[version] = sealed_event.sequence
+        if first_offsets.get(version) is None:
+            first_offsets[version] = offset
+        if isinstance(event, events.CommitRequested):
+            first = first_offsets[version]
+            try:
+                await sealer.until_done(lambda: seal_and_announce(version, first, offset),
+                                        f"sealing {version} (commit at offset {offset})")
+            except Exception:  # a defect: logged with its cause; the next versions are still sealed
+                log.exception("version %s: commit at offset %s could not be handled", version, offset)
 
 
-async def seal_or_report(state: ledger_fold.VersionLedger, attempts: int = 3) -> events.VersionSealed:
-    """Seal, retrying passing faults; a version that cannot be sealed is still announced, with the
-    error in its manifest, so the pipeline records it as failed instead of waiting for it forever."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return await sealer.seal(config, store(), state)
-        except Exception as error:
-            log.exception("sealing %s failed (attempt %d)", state.version, attempt)
-            last = f"{type(error).__name__}: {error}"
-            await asyncio.sleep(2 * attempt)
-    return events.VersionSealed(version=state.version, sequence=int(state.commit_offset or 0),
-                                snapshot_prefix="", manifest={"seal_error": last, "tables": {}})
+async def seal_and_announce(version: str, first: int, commit: int) -> None:
+    outcome = await sealer.seal_commit(config, store(), version, first, commit)
+    if outcome is None:
+        return
+    topic = versions_topic if isinstance(outcome, events.VersionSealed) else control_topic
+    # Sent now, not with the commit's acknowledgement, and awaited until the broker has it (acks=all).
+    delivery = await topic.send(key=version.encode(), value=outcome.to_bytes(), force=True)
+    await delivery
 
 
 if __name__ == "__main__":

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
-from domain.events import BatchReceived, CommitRequested, Event
+from domain.events import BatchReceived, CommitRequested, Event, SealFailed
 
 
 class Outcome(str, enum.Enum):
@@ -22,6 +22,12 @@ class Outcome(str, enum.Enum):
     COMMITTED = "committed"          # the first commit: seal the version, start the pipeline
     DUPLICATE_COMMIT = "duplicate_commit"
     ALREADY_APPLIED = "already_applied"  # a redelivered event (offset below the ledger's position)
+    REOPENED = "reopened"            # the commit could not be sealed: the version is open again, empty
+    STALE = "stale"                  # a seal failure of a commit that is no longer the version's
+
+
+# A manifest names at most this many missing batches of a table (and counts them all).
+MISSING_LISTED = 20
 
 
 @dataclass
@@ -47,6 +53,8 @@ class VersionLedger:
     late_batches: int = 0
     commit_offset: int | None = None                               # commit order = sequence
     position: int = 0                                              # next offset this ledger expects
+    seal_failures: int = 0
+    seal_error: str | None = None                                  # why the last seal failed for good
 
     @property
     def committed(self) -> bool:
@@ -56,7 +64,13 @@ class VersionLedger:
         return sorted({entry.table for entry in self.batches.values()})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data, taken fast (the API checkpoints its ledgers every second while they change, on
+        its event loop): an entry is replaced by the fold, never changed in place, so the lists and
+        dicts inside it are shared, not copied."""
+        return {"version": self.version, "batches": {key: vars(entry).copy() for key, entry in self.batches.items()},
+                "replaced": dict(self.replaced), "late_batches": self.late_batches,
+                "commit_offset": self.commit_offset, "position": self.position,
+                "seal_failures": self.seal_failures, "seal_error": self.seal_error}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VersionLedger:
@@ -64,7 +78,8 @@ class VersionLedger:
         return cls(
             version=data["version"], batches=batches, replaced=dict(data.get("replaced", {})),
             late_batches=data.get("late_batches", 0), commit_offset=data.get("commit_offset"),
-            position=data.get("position", 0),
+            position=data.get("position", 0), seal_failures=data.get("seal_failures", 0),
+            seal_error=data.get("seal_error"),
         )
 
 
@@ -79,6 +94,13 @@ def apply(ledger: VersionLedger | None, offset: int, event: Event) -> tuple[Vers
             return ledger, Outcome.DUPLICATE_COMMIT
         ledger.commit_offset = offset
         return ledger, Outcome.COMMITTED
+    if isinstance(event, SealFailed):
+        if ledger.commit_offset is None or ledger.commit_offset != event.commit_offset:
+            return ledger, Outcome.STALE
+        # Its batches are dropped too: their data is what could not be read back, so a re-sent batch
+        # must not count as a duplicate of one.
+        return VersionLedger(version=ledger.version, position=ledger.position,
+                             seal_failures=ledger.seal_failures + 1, seal_error=event.reason), Outcome.REOPENED
     if not isinstance(event, BatchReceived):
         raise TypeError(f"ingest.control carries no {type(event).__name__}")
     if ledger.committed:
@@ -101,13 +123,16 @@ def apply(ledger: VersionLedger | None, offset: int, event: Event) -> tuple[Vers
 
 
 def manifest(ledger: VersionLedger, expected_tables: tuple[str, ...]) -> dict[str, Any]:
-    """What the sealed snapshot holds, per table: rows, batches expected and received, hashes."""
+    """What the sealed snapshot holds, per table: rows, batches expected and received, hashes.
+
+    Its size does not grow with the number of batches (it travels in VersionSealed): batches are
+    counted, and only the first MISSING_LISTED missing batch numbers are listed."""
     tables: dict[str, Any] = {}
     for table in ledger.tables_received():
         entries = sorted((e for e in ledger.batches.values() if e.table == table), key=lambda e: e.batch_id)
         # total_batches may differ between batches of one table; the largest claim is the one to meet.
+        # Every batch_id is at most its own total_batches, so none lies beyond the largest claim.
         expected = max(entry.total_batches for entry in entries)
-        received = [entry.batch_id for entry in entries]
         unparseable: dict[str, int] = {}
         examples: dict[str, list[str]] = {}
         for entry in entries:
@@ -115,17 +140,18 @@ def manifest(ledger: VersionLedger, expected_tables: tuple[str, ...]) -> dict[st
                 unparseable[column] = unparseable.get(column, 0) + count
                 examples.setdefault(column, [])
                 examples[column] = (examples[column] + entry.examples.get(column, []))[:3]
+        missing_count, missing_listed = _missing(expected, [entry.batch_id for entry in entries])
         tables[table] = {
             "rows": sum(entry.rows for entry in entries),
             "batches_expected": expected,
-            "batches_received": received,
-            "missing_batches": sorted(set(range(1, expected + 1)) - set(received)),
-            "extra_batches": sorted(set(received) - set(range(1, expected + 1))),
+            "batches_received": len(entries),
+            "missing_batch_count": missing_count,
+            "missing_batches": missing_listed,
             "content_hash": _combined_hash([entry.content_hash for entry in entries]),
             "replaced_batches": ledger.replaced.get(table, 0),
             "unparseable": unparseable,
             "examples": examples,
-            "unknown_columns": sorted({c for e in entries for c in e.unknown_columns}),
+            "unknown_columns": sorted({c for e in entries for c in e.unknown_columns})[:MISSING_LISTED],
             "missing_columns": sorted(set.intersection(*(set(e.missing_columns) for e in entries))),
         }
     return {
@@ -135,6 +161,18 @@ def manifest(ledger: VersionLedger, expected_tables: tuple[str, ...]) -> dict[st
         "tables_missing": [t for t in expected_tables if t not in tables],
         "late_batches": ledger.late_batches,
     }
+
+
+def _missing(expected: int, received: list[int]) -> tuple[int, list[int]]:
+    """How many of the batches 1..expected never arrived, and the first few of them, from the sorted
+    ids that did (walking the gaps between them: nothing is sized by the expected count)."""
+    listed: list[int] = []
+    previous = 0
+    for batch_id in [*sorted(set(received)), expected + 1]:
+        gap = range(previous + 1, min(batch_id, expected + 1))
+        listed.extend(gap[:MISSING_LISTED - len(listed)])
+        previous = batch_id
+    return expected - sum(1 for batch_id in set(received) if batch_id <= expected), listed
 
 
 def _combined_hash(hashes: list[str]) -> str:

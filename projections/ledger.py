@@ -51,6 +51,10 @@ class LedgerView:
         entry = self.versions.get(version)
         return entry.tables_received() if entry else []
 
+    def seal_failures(self) -> dict[str, str]:
+        """Open versions whose last commit could not be sealed, with the reason (they can be sent again)."""
+        return {v.version: v.seal_error for v in self.versions.values() if v.seal_error and not v.committed}
+
     def committed_versions(self) -> list[str]:
         """Committed versions in commit order."""
         done = [v for v in self.versions.values() if v.committed]

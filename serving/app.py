@@ -13,16 +13,18 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, ORJSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, ORJSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
 from domain.settings import settings
-from domain.tables import TABLE_NAMES
-from ingest.service import VersionClosed
+from domain.tables import TABLE_NAMES, RecordsError
+from ingest.service import BatchTooLarge, VersionClosed
 from serving import events_stream
+from serving.body import BodyRefused, read_body
 from serving.runtime import Runtime
 from serving.schemas import (
+    BatchEnvelopeError,
     DataBatchRequest,
     DataBatchResponse,
     DataCommitRequest,
@@ -31,14 +33,15 @@ from serving.schemas import (
     LookalikeBatchResponse,
     LookalikeRequest,
     LookalikeResponse,
+    split_batch,
 )
 
 log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, detail: str, **extra: Any):
-        self.status, self.detail, self.extra = status, detail, extra
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any):
+        self.status, self.detail, self.headers, self.extra = status, detail, headers, extra
 
 
 @contextlib.asynccontextmanager
@@ -80,7 +83,14 @@ def _field_errors(error: ValidationError | RequestValidationError) -> str:
 
 @app.exception_handler(ApiError)
 async def api_error(request: Request, error: ApiError):
-    return ORJSONResponse({"detail": error.detail, **error.extra}, status_code=error.status)
+    return ORJSONResponse({"detail": error.detail, **error.extra}, status_code=error.status, headers=error.headers)
+
+
+@app.exception_handler(BodyRefused)
+async def body_refused(request: Request, error: BodyRefused):
+    # A sender cut off mid-body is not read any further: its connection is closed after the answer.
+    return ORJSONResponse({"detail": error.detail}, status_code=error.status,
+                          headers={"Connection": "close"} if error.close else None)
 
 
 @app.exception_handler(RequestValidationError)
@@ -96,8 +106,11 @@ async def unexpected(request: Request, error: Exception):
 
 
 async def parse_body(request: Request, model):
-    """Validate a JSON body with pydantic's own (fast) JSON parser; errors name the field."""
-    body = await request.body()
+    """Read a small JSON body within its bounds and validate it with pydantic's own (fast) JSON
+    parser; errors name the field."""
+    runtime: Runtime = request.app.state.runtime
+    with await read_body(request, runtime.body_limits, runtime.body_memory, runtime.tmp_dir) as received:
+        body = received.read()  # at most http.max_body_bytes
     if not body:
         raise ApiError(400, "request body is empty: a JSON object is required")
     try:
@@ -112,8 +125,13 @@ def _body_schema(model) -> dict:
 
 # --- health ---------------------------------------------------------------------------------
 
-@app.get("/ready")
-async def ready():
+@app.get("/ready", responses={503: {"description": "Service is not ready"}})
+async def ready(request: Request):
+    """200 once the API can take a batch and serve: connected to the log, the broker answering, and every
+    projection caught up with its topic; else 503 with what is missing."""
+    problems = request.app.state.runtime.degraded()
+    if problems:
+        return ORJSONResponse({"status": "unavailable", "reasons": problems}, status_code=503)
     return {"status": "ok"}
 
 
@@ -133,34 +151,67 @@ async def status(request: Request):
         "stages_done": progress.current.stages_done if progress.current else [],
         "serving_catalog_version": loaded.servable.catalog_version if loaded else None,
         "load_error": runtime.serving.load_error,
+        "degraded": runtime.degraded() + runtime.notices(),
     }
 
 
 # --- ingest ---------------------------------------------------------------------------------
 
 @app.post("/data/batch", response_model=DataBatchResponse, openapi_extra=_body_schema(DataBatchRequest),
-          responses={400: {"description": "Invalid request"}, 409: {"description": "Version already committed"}})
+          responses={400: {"description": "Invalid request"}, 409: {"description": "Version already committed"},
+                     408: {"description": "Body sent too slowly"}, 413: {"description": "Body or batch too large"},
+                     415: {"description": "Body is not JSON"}})
 async def data_batch(request: Request):
     runtime = runtime_of(request)
-    try:
-        async with runtime.ingest.slots:  # bounds how many parsed batches the API holds at once
-            batch = await parse_body(request, DataBatchRequest)
+    ingest = runtime.ingest
+    # The body is read before a slot is taken: a slow sender holds a connection, never a slot.
+    with await read_body(request, runtime.batch_body_limits, runtime.body_memory, runtime.tmp_dir) as received:
+        async with ingest.slots:  # bounds how many batches the API types at once
+            try:  # off the event loop: a batch's body is megabytes, perhaps on disk
+                batch, records = await asyncio.to_thread(take_apart, ingest, received)
+            except BatchEnvelopeError as error:
+                raise ApiError(400, str(error)) from None
+            except ValidationError as error:
+                raise ApiError(400, _field_errors(error)) from None
+            except BatchTooLarge as error:
+                raise ApiError(413, str(error)) from None
             if batch.table not in TABLE_NAMES:
                 raise ApiError(400, f"table: unknown table {batch.table!r}; expected one of {', '.join(TABLE_NAMES)}")
+            for field in ("total_batches", "batch_id"):
+                if getattr(batch, field) > ingest.max_batches:
+                    raise ApiError(400, f"{field}: at most {ingest.max_batches:,} batches per table in one version")
             if batch.batch_id > batch.total_batches:
                 raise ApiError(400, f"batch_id: {batch.batch_id} is greater than total_batches {batch.total_batches}")
-            if not batch.records:
+            if not records:
                 return DataBatchResponse(status="accepted", version=batch.version, table=batch.table,
                                          batch_id=batch.batch_id, rows=0, outcome="empty_noop")
-            prepared = await runtime.ingest.prepare(batch.version, batch.table, batch.records)
-            batch.records = []  # the parsed records are what the slots bound: gone before the log round trip
-        accepted = await runtime.ingest.submit_batch(batch.version, batch.table, batch.batch_id,
-                                                     batch.total_batches, prepared)
+            try:
+                prepared = await ingest.prepare(batch.version, batch.table, records)
+            except RecordsError as error:
+                raise ApiError(400, str(error)) from None
+            except BatchTooLarge as error:
+                raise ApiError(413, str(error)) from None
+            except VersionClosed:
+                raise _closed(batch.version) from None
+            del records
+    try:
+        accepted = await ingest.submit_batch(batch.version, batch.table, batch.batch_id, batch.total_batches,
+                                             prepared)
     except VersionClosed:
-        raise ApiError(409, f"version {batch.version!r} is already committed and closed; "
-                            "send new data as a new version") from None
+        raise _closed(batch.version) from None
     return DataBatchResponse(status="accepted", version=batch.version, table=batch.table,
                              batch_id=batch.batch_id, rows=accepted.rows, outcome=accepted.outcome)
+
+
+def take_apart(ingest, received) -> tuple[DataBatchRequest, list]:
+    """A batch's body, read, bounded and split into its envelope and its records (in a thread)."""
+    body = received.read()
+    ingest.check_records(body)
+    return split_batch(body)
+
+
+def _closed(version: str) -> ApiError:
+    return ApiError(409, f"version {version!r} is already committed and closed; send new data as a new version")
 
 
 @app.post("/data/commit", response_model=DataCommitResponse, openapi_extra=_body_schema(DataCommitRequest),
@@ -284,7 +335,8 @@ async def experiments(request: Request):
 
 # --- operations -----------------------------------------------------------------------------
 
-@app.get("/events", responses={200: {"content": {"text/event-stream": {}}}, 400: {"description": "Invalid query"}})
+@app.get("/events", responses={200: {"content": {"text/event-stream": {}}}, 400: {"description": "Invalid query"},
+                                503: {"description": "Too many subscribers"}})
 async def event_stream(request: Request, topics: str = "control,versions,pipeline", since: int | None = None):
     """Tail the log as Server-Sent Events. `since`: replay from that offset of each topic (else live)."""
     chosen = [name.strip() for name in topics.split(",") if name.strip()]
@@ -293,9 +345,18 @@ async def event_stream(request: Request, topics: str = "control,versions,pipelin
         raise ApiError(400, f"topics: unknown {unknown or chosen}; choose from {', '.join(events_stream.STREAMED)}")
     if since is not None and since < 0:
         raise ApiError(400, "since: must be an offset >= 0")
-    runtime_of(request)
-    return StreamingResponse(events_stream.stream(settings(), chosen, since), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    runtime = runtime_of(request)
+    if not runtime.subscribers.enter():
+        raise ApiError(503, f"/events already has {runtime.subscribers.limit} subscribers (the most it serves at "
+                            "once, each with its own broker consumer); try again later",
+                       headers={"Retry-After": "10"})
+    try:
+        return events_stream.EventStreamResponse(settings(), chosen, since,
+                                                 heartbeat_s=float(settings().params["events"]["heartbeat_s"]),
+                                                 on_close=runtime.subscribers.leave)
+    except BaseException:
+        runtime.subscribers.leave()
+        raise
 
 
 @app.get("/dashboard", include_in_schema=False)

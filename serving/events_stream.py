@@ -1,10 +1,19 @@
-"""GET /events: the log's events as Server-Sent Events, from the live end or from given offsets."""
+"""GET /events: the log's events as Server-Sent Events, from the live end or from given offsets.
+
+Each subscriber has its own broker consumer, so their number is bounded (`Subscribers`); the consumer
+is closed when the response ends, however it ends (the client leaving cancels the stream), and a
+heartbeat comment goes out whenever nothing else did, so a connection that died silently is noticed
+at the next write.
+"""
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
 
+import anyio
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from domain import events, topology
 from domain.settings import Settings
@@ -13,27 +22,61 @@ STREAMED = {"control": topology.INGEST_CONTROL.name, "versions": topology.VERSIO
             "pipeline": topology.PIPELINE.name}
 
 
+class Subscribers:
+    """How many streams are open, and whether one more may be."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.open = 0
+
+    def enter(self) -> bool:
+        if self.open >= self.limit:
+            return False
+        self.open += 1
+        return True
+
+    def leave(self) -> None:
+        self.open -= 1
+
+
 def _summary(event: events.Event) -> dict:
     body = dict(event.__dict__)
     body.pop("chunk_offsets", None)  # log positions of data chunks: noise for a reader
     return body
 
 
-async def stream(settings: Settings, topics: list[str], start: int | None, heartbeat_s: float = 15.0):
-    """Yield SSE frames for the chosen topics. start=None: only new events; else from that offset."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = {TopicPartition(settings.topic(STREAMED[name]), 0): name for name in topics}
-        consumer.assign(list(partitions))
-        if start is None:
-            await consumer.seek_to_end(*partitions)
+class EventStreamResponse(StreamingResponse):
+    """The chosen topics as SSE frames. start=None: only new events; else from that offset of each."""
+
+    def __init__(self, settings: Settings, topics: list[str], start: int | None, heartbeat_s: float,
+                 on_close: Callable[[], None]):
+        self.settings, self.start, self.heartbeat_s, self.on_close = settings, start, heartbeat_s, on_close
+        self.partitions = {TopicPartition(settings.topic(STREAMED[name]), 0): name for name in topics}
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False)
+        super().__init__(self._frames(), media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Outside the stream's own cancel scope (which the client leaving cancels), and shielded from a
+            # cancellation of the response itself (the server stopping): the consumer is always stopped.
+            with anyio.CancelScope(shield=True):
+                await self.consumer.stop()
+            self.on_close()
+
+    async def _frames(self):
+        await self.consumer.start()
+        self.consumer.assign(list(self.partitions))
+        if self.start is None:
+            await self.consumer.seek_to_end(*self.partitions)
         else:
-            for partition in partitions:
-                consumer.seek(partition, start)
+            for partition in self.partitions:
+                self.consumer.seek(partition, self.start)
         yield b": connected\n\n"
         while True:
-            batches = await consumer.getmany(timeout_ms=int(heartbeat_s * 1000), max_records=200)
+            batches = await self.consumer.getmany(timeout_ms=int(self.heartbeat_s * 1000), max_records=200)
             if not batches:
                 yield b": heartbeat\n\n"
                 continue
@@ -43,11 +86,8 @@ async def stream(settings: Settings, topics: list[str], start: int | None, heart
                         event = events.from_bytes(record.value)
                     except events.UnknownEvent:
                         continue
-                    payload = orjson.dumps({"topic": partitions[partition], "offset": record.offset,
+                    name = self.partitions[partition]
+                    payload = orjson.dumps({"topic": name, "offset": record.offset,
                                             "type": type(event).__name__, "event": _summary(event)})
-                    yield (f"id: {partitions[partition]}:{record.offset}\nevent: {type(event).__name__}\n".encode()
+                    yield (f"id: {name}:{record.offset}\nevent: {type(event).__name__}\n".encode()
                            + b"data: " + payload + b"\n\n")
-    except asyncio.CancelledError:
-        raise
-    finally:
-        await consumer.stop()

@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Protocol
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from adapters.broker import EventLog, Follower, create_topics, end_offset
 from adapters.storage import ObjectStore
@@ -23,6 +26,8 @@ from projections.checkpoint import Checkpoint
 from projections.ledger import LedgerView
 from projections.serving_model import ServingModel
 from projections.views import PipelineViews
+from serving.body import BodyLimits, BodyMemory
+from serving.events_stream import Subscribers
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +65,23 @@ class Checkpointed:
                         self.follower.topic, saved.position, end)
             self.checkpoint.discard()
 
-    def save_if_moved(self) -> None:
+    async def save_if_moved(self) -> None:
         # state() is taken in one synchronous step: no record is applied in between, so the state
-        # and the position written with it always match.
+        # and the position written with it always match. Encoding and writing it (with its fsync)
+        # happen in a thread, off the event loop that answers requests.
         if self.projection.position != self.checkpoint.saved_position:
-            self.checkpoint.save(self.projection.position, self.projection.state())
+            position, state = self.projection.position, self.projection.state()
+            await asyncio.to_thread(self.checkpoint.save, position, state)
+
+
+@dataclass(frozen=True)
+class BrokerHealth:
+    """The last look at the broker: when, whether it answered, and each followed topic's end then."""
+
+    checked_at: float | None = None  # time.monotonic()
+    error: str | None = None
+    failing_since: float | None = None  # time.time() of the first failed look in a row
+    ends: dict[str, int] = field(default_factory=dict)
 
 
 class Runtime:
@@ -85,8 +102,23 @@ class Runtime:
         self.ingest = IngestService(self.event_log, self.ledger, self.ledger_follower,
                                     max_chunk_bytes=int(config.params["ingest"]["max_chunk_bytes"]),
                                     compression=config.params["ingest"]["compression"],
-                                    parallel_batches=int(config.params["ingest"]["parallel_batches"]))
+                                    parallel_batches=int(config.params["ingest"]["parallel_batches"]),
+                                    max_batches=int(config.params["ingest"]["max_batches"]),
+                                    max_batch_records=int(config.params["ingest"]["max_batch_records"]))
+        http = config.params["http"]
+        pace = dict(grace_s=float(http["body_grace_s"]), min_bytes_per_s=float(http["body_min_bytes_per_s"]))
+        self.batch_body_limits = BodyLimits(max_bytes=int(http["max_batch_body_bytes"]), **pace)
+        self.body_limits = BodyLimits(max_bytes=int(http["max_body_bytes"]), **pace)
+        self.body_memory = BodyMemory(int(http["body_memory_bytes"]))
+        self.tmp_dir = config.work_dir / "tmp" / "bodies"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.subscribers = Subscribers(int(config.params["events"]["max_subscribers"]))
+        self.health_params = config.params["health"]
+        self.broker_health = BrokerHealth()
+        self._health_consumer: AIOKafkaConsumer | None = None
         self._saver: asyncio.Task | None = None
+        self._stopping = asyncio.Event()
+        self._watcher: asyncio.Task | None = None
         self.started = False
 
     def _on_pipeline(self, offset: int, payload: bytes, key: bytes | None) -> None:
@@ -115,27 +147,89 @@ class Runtime:
             await checkpointed.follower.start(from_offset=checkpointed.projection.position)
         self.serving.start()
         self._saver = asyncio.create_task(self._save_checkpoints(), name="checkpoints")
+        self._health_consumer = AIOKafkaConsumer(bootstrap_servers=self.config.broker, enable_auto_commit=False)
+        await self._health_consumer.start()
+        await self._look_at_broker()
+        self._watcher = asyncio.create_task(self._watch_broker(), name="broker-health")
         self.started = True
 
-    async def _save_checkpoints(self) -> None:
+    async def _look_at_broker(self) -> None:
+        """Ask the broker for the followed topics' ends, within broker_timeout_s: it answers, or it is
+        recorded as unreachable with the cause."""
+        followed = [checkpointed.follower for checkpointed in self.checkpointed]
+        partitions = {TopicPartition(self.config.topic(f.topic), 0): f.topic for f in followed}
+        previous = self.broker_health
+        try:
+            async with asyncio.timeout(float(self.health_params["broker_timeout_s"])):
+                ends = await self._health_consumer.end_offsets(list(partitions))
+            self.broker_health = BrokerHealth(time.monotonic(), None, None,
+                                              {partitions[p]: end for p, end in ends.items()})
+        except Exception as error:
+            cause = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            self.broker_health = BrokerHealth(time.monotonic(), cause, previous.failing_since or time.time(),
+                                              previous.ends)
+
+    async def _watch_broker(self) -> None:
         while True:
-            await asyncio.sleep(CHECKPOINT_EVERY_S)
+            await asyncio.sleep(float(self.health_params["check_every_s"]))
+            await self._look_at_broker()
+
+    def degraded(self) -> list[str]:
+        """What keeps the API from taking a batch or serving up to date, in words; empty when nothing does."""
+        if not self.started:
+            return ["still connecting to the event log"]
+        problems = []
+        health = self.broker_health
+        stale_after = 3 * float(self.health_params["check_every_s"]) + float(self.health_params["broker_timeout_s"])
+        if health.error is not None:
+            since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(health.failing_since or time.time()))
+            problems.append(f"broker {self.config.broker} unreachable since {since}: {health.error}")
+        elif health.checked_at is None or time.monotonic() - health.checked_at > stale_after:
+            problems.append(f"broker {self.config.broker} not checked for over {stale_after:.0f} s")
+        for checkpointed in self.checkpointed:
+            follower = checkpointed.follower
+            if follower.failure is not None:
+                problems.append(f"projection of {follower.topic}: reading the topic fails: {follower.failure}")
+            behind = health.ends.get(follower.topic, 0) - follower.position
+            if behind > int(self.health_params["max_lag"]):
+                problems.append(f"projection of {follower.topic}: {behind:,} records behind the log")
+        return problems
+
+    def notices(self) -> list[str]:
+        """Degraded parts that do not stop the API taking batches or serving: they say what to do."""
+        found = [f"version {version!r} could not be sealed ({error}): send its batches and commit it again"
+                 for version, error in self.ledger.seal_failures().items()]
+        if self.serving.load_error:
+            found.append(f"serving: {self.serving.load_error}")
+        return found
+
+    async def _save_checkpoints(self) -> None:
+        """Every CHECKPOINT_EVERY_S, until stop() asks it to end (never cancelled mid-write: a write
+        that went on in its thread would race the last one)."""
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), CHECKPOINT_EVERY_S)
             for checkpointed in self.checkpointed:
                 try:
-                    checkpointed.save_if_moved()
+                    await checkpointed.save_if_moved()
                 except OSError:  # a full disk must not stop the reads: the log still has everything
                     log.exception("could not save the checkpoint %s", checkpointed.checkpoint.path)
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._saver:
-            self._saver.cancel()
+            await self._saver
+        if self._watcher:
+            self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._saver
+                await self._watcher
+        if self._health_consumer:
+            await self._health_consumer.stop()
         await self.serving.stop()
         await self.pipeline_follower.stop()
         await self.ledger_follower.stop()
         for checkpointed in self.checkpointed:
-            checkpointed.save_if_moved()
+            await checkpointed.save_if_moved()
         await self.event_log.stop()
 
     # --- derived answers --------------------------------------------------------------------

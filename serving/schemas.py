@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -15,6 +16,53 @@ class DataBatchRequest(BaseModel):
     batch_id: StrictInt = Field(ge=1)
     total_batches: StrictInt = Field(ge=1)
     records: list[dict[str, Any]]
+
+
+class BatchEnvelopeError(ValueError):
+    """The body is not a JSON object, or a field of the batch's envelope is not a plain value."""
+
+
+_ABSENT = msgspec.Raw(b"")
+
+
+class _BatchBody(msgspec.Struct):
+    """A batch's body in one pass: the envelope's fields as their JSON text (validated by
+    DataBatchRequest), the records cut apart but not decoded. Other fields are ignored."""
+
+    version: msgspec.Raw = _ABSENT
+    table: msgspec.Raw = _ABSENT
+    batch_id: msgspec.Raw = _ABSENT
+    total_batches: msgspec.Raw = _ABSENT
+    records: list[msgspec.Raw] | msgspec.UnsetType = msgspec.UNSET
+
+
+_BATCH_BODY = msgspec.json.Decoder(_BatchBody)
+# The envelope's fields are short strings and numbers; a longer value is refused before it is decoded.
+_MAX_FIELD_JSON = 256
+
+
+def split_batch(body: bytes) -> tuple[DataBatchRequest, list[msgspec.Raw]]:
+    """A batch's envelope, validated by DataBatchRequest, and its records as their JSON text, one
+    each (views into the body, not copies), for the table's parser (domain/tables.py): the records
+    are never decoded into Python objects here."""
+    try:
+        parts = _BATCH_BODY.decode(body)
+    except msgspec.ValidationError as error:
+        if "$.records" in str(error):
+            raise BatchEnvelopeError("records: expected an array of objects") from None
+        raise BatchEnvelopeError("body: expected a JSON object") from None
+    except msgspec.DecodeError as error:
+        raise BatchEnvelopeError(f"body: {error}") from None
+    envelope: dict[str, Any] = {}
+    for name in ("version", "table", "batch_id", "total_batches"):
+        raw = memoryview(getattr(parts, name))
+        if len(raw) > _MAX_FIELD_JSON:
+            raise BatchEnvelopeError(f"{name}: longer than {_MAX_FIELD_JSON} bytes; expected a short value")
+        if len(raw):
+            envelope[name] = msgspec.json.decode(raw)
+    if parts.records is not msgspec.UNSET:
+        envelope["records"] = []  # validated as the table's records, by its parser
+    return DataBatchRequest.model_validate(envelope), parts.records
 
 
 class DataBatchResponse(BaseModel):

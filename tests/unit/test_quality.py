@@ -31,8 +31,8 @@ def sealed_manifest(version: Path) -> dict:
     manifest = json.loads((version / "manifest.json").read_text())
     dropped = manifest.get("drop_batches", {})
     manifest["tables"] = {t: {"rows": m["rows"], "batches_expected": 3 if t in dropped else 1,
-                              "batches_received": [b for b in (1, 2, 3) if b not in dropped[t]] if t in dropped
-                              else [1], "missing_batches": dropped.get(t, [])}
+                              "batches_received": 3 - len(dropped[t]) if t in dropped else 1,
+                              "missing_batch_count": len(dropped.get(t, [])), "missing_batches": dropped.get(t, [])}
                           for t, m in manifest["tables"].items()}
     return manifest
 
@@ -83,10 +83,12 @@ def test_each_corruption_is_rejected_and_named(tmp_path, scenario):
 def test_missing_batches_are_named_with_their_numbers(series):
     base, _ = series
     manifest = sealed_manifest(base)
-    manifest["tables"]["receipts"].update(batches_expected=5, batches_received=[1, 2, 4], missing_batches=[])
+    manifest["tables"]["receipts"].update(batches_expected=5, batches_received=3, missing_batch_count=2,
+                                          missing_batches=[3, 5])
     result = validate(base, manifest, None, PARAMS["validation"])
     failed = {c["check"]: c["details"] for c in result.failed_checks}
-    assert not result.valid and "3, 5" in failed["receipts.all_batches_received"], failed
+    assert not result.valid and "2 of 5" in failed["receipts.all_batches_received"], failed
+    assert "3, 5" in failed["receipts.all_batches_received"], failed
 
 
 @pytest.mark.parametrize("mode", ["increment", "full"])

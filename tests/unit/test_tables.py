@@ -75,4 +75,4 @@ def test_nested_values_are_unparseable_not_a_crash():
     ])
     assert frame.rows() == [(None, "ACT", 2), (3, "ACT", None)]
     assert report.unparseable == {"merchant_id_offer": 1, "brand_dk": 1}
-    assert report.examples["merchant_id_offer"] == ["{'id': 1}"]
+    assert report.examples["merchant_id_offer"] == ['{"id": 1}']  # the value sent, as JSON text
