@@ -72,10 +72,10 @@ class Sender:
             time.sleep(0.5)
 
     def batches(self, version_dir: Path, version: str) -> list[bytes]:
-        from datagen.send import _frames, batch_body
+        from datagen.send import batch_body, iter_frames
 
         return [batch_body(version, table, batch_id, total, frame)
-                for table, batch_id, total, frame in _frames(version_dir, batch_rows=2_000)]
+                for table, batch_id, total, frame in iter_frames(version_dir, batch_rows=2_000)]
 
     def send(self, body: bytes) -> dict:
         return self._until_acknowledged("/data/batch", body)
