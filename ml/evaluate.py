@@ -76,8 +76,9 @@ def candidates(state: State, query: Query) -> np.ndarray:
 
 
 def score_holdout(model: LookalikeModel, plan: Plan, states: StateCache, k: int, seed: int,
-                  thread_count: int | None = None) -> dict[str, float]:
-    """Rank every candidate of every hold-out query; the model against simple baselines."""
+                  thread_count: int | None = None, per_offer: list[float] | None = None) -> dict[str, float]:
+    """Rank every candidate of every hold-out query; the model against simple baselines. `per_offer`
+    receives the model's AP@k of each scored query, in query order (the same for any model on one plan)."""
     rng = np.random.default_rng(seed)
     results: dict[str, list[float]] = {}
     activity = USER_NUMERIC.index("tx_90d")
@@ -101,6 +102,8 @@ def score_holdout(model: LookalikeModel, plan: Plan, states: StateCache, k: int,
         record("_random", pool[rng.permutation(len(pool))[:k]], relevant)
         record("_popularity", pool[top_k(state.user_numeric[pool, activity], pool, k)], relevant)
         record("_segment", pool[top_k(features[:, segment_lift], pool, k)], relevant)
+    if per_offer is not None:
+        per_offer.extend(results.get(f"map_at_{k}", []))
     metrics = {name: float(np.mean(values)) for name, values in sorted(results.items())}
     metrics["holdout_offers"] = float(len(results.get(f"map_at_{k}", [])))
     metrics["holdout_real_offers"] = float(sum(1 for q in plan.holdout if q.real))

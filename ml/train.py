@@ -27,6 +27,8 @@ class TrainResult:
     feature_names: list[str] = field(default_factory=list)
     features_count: int = 0
     baseline_metrics: dict[str, float] | None = None  # the deployed model on the same hold-out
+    holdout_ap: list[float] = field(default_factory=list)  # AP@k per hold-out offer, paired with:
+    baseline_holdout_ap: list[float] | None = None          # the deployed model's, on the same offers
 
 
 @dataclass
@@ -185,7 +187,8 @@ def train(catalog: Path, out: Path, params: dict, seed: int, baseline: Path | No
     model = LookalikeModel(booster=booster, meta=meta)
     model_path = model.save(out)
 
-    metrics = score_holdout(model, plan, states, k, seed, int(params.get("thread_count", 4)))
+    holdout_ap: list[float] = []
+    metrics = score_holdout(model, plan, states, k, seed, int(params.get("thread_count", 4)), holdout_ap)
     metrics.update(validation_maps)
     metrics.update(example_counts)
     metrics.update({
@@ -201,13 +204,16 @@ def train(catalog: Path, out: Path, params: dict, seed: int, baseline: Path | No
     model.save(out)
     used = {key: str(value) for key, value in params.items()}
     used.update({"loss_function": best_loss, "best_iterations": str(iterations), "seed": str(seed)})
-    baseline_metrics = None
+    baseline_metrics, baseline_ap = None, None
     if baseline is not None:
         deployed = LookalikeModel.load(Path(baseline))
         states.relevel(deployed.levels)
-        baseline_metrics = score_holdout(deployed, plan, states, k, seed, int(params.get("thread_count", 4)))
+        baseline_ap = []
+        baseline_metrics = score_holdout(deployed, plan, states, k, seed, int(params.get("thread_count", 4)),
+                                         baseline_ap)
     return TrainResult(model_path=model_path, metrics=metrics, params=used, feature_names=list(FEATURE_NAMES),
-                       features_count=len(FEATURE_NAMES), baseline_metrics=baseline_metrics)
+                       features_count=len(FEATURE_NAMES), baseline_metrics=baseline_metrics,
+                       holdout_ap=holdout_ap, baseline_holdout_ap=baseline_ap)
 
 
 def main() -> None:
