@@ -12,13 +12,22 @@ import polars as pl
 
 from datagen import scenarios as scenario_kinds
 from datagen.simulate import EPOCH, Boost, Simulator
-from datagen.world import Behaviour, World, build_world, load_texts, month_start
+from datagen.world import AMOUNT_BUCKETS, Behaviour, World, build_world, load_texts, month_start
 from domain.tables import TABLES
 
 FIRST_MONTH = dt.date(2024, 6, 1)
 HISTORY_MONTHS = 12          # v1 holds June 2024 .. May 2025 (cut 2025-06-01); its held-out offers start in June 2025
 OFFER_MONTHS_BEFORE = 2      # offers (and who saw them) exist for the last two history months too
 HOLDOUT_MONTHS = 2           # future transactions written for the held-out offers' windows
+# How versions after the first are delivered:
+#   increment    only new rows: the version's month, its new clients, merchants and offers;
+#   full         everything so far;
+#   corrections  everything so far, with a few old transactions corrected (CORRECTED_SHARE);
+#   mixed        a different mode per table (MIXED_FULL tables everything so far, the rest only new rows);
+#   redeliver    only new rows, and a version right after corrupted ones re-sends their months too.
+MODES = ("increment", "full", "corrections", "mixed", "redeliver")
+MIXED_FULL = {"people", "transaction", "merchant", "offer_seens", "offer_reward"}
+CORRECTED_SHARE = 0.002
 
 
 def _typed(table: str, frame: pl.DataFrame) -> pl.DataFrame:
@@ -96,61 +105,91 @@ def _rewards(activations: pl.DataFrame | None, offers: pl.DataFrame | None, merc
     return pl.concat([rewarded, duplicates])  # the real table carries exact duplicates
 
 
+def _correct(transactions: pl.DataFrame, before: dt.date, rng: np.random.Generator) -> tuple[pl.DataFrame, int]:
+    """A few old transactions (dated before `before`) re-sent corrected: their amount moves one bucket
+    along the bucket order of AMOUNT_BUCKETS, as a late correction by the bank would."""
+    old = (transactions["event_date"] < before).to_numpy()
+    corrected = old & (rng.random(transactions.height) < CORRECTED_SHARE)
+    order = {bucket: index for index, bucket in enumerate(AMOUNT_BUCKETS)}
+    moved = pl.col("amount_bucket").replace_strict(order, default=None).add(1).mod(len(AMOUNT_BUCKETS))
+    frame = transactions.with_columns(
+        pl.when(pl.Series(corrected)).then(moved.replace_strict(dict(enumerate(AMOUNT_BUCKETS)), default=None))
+        .otherwise(pl.col("amount_bucket")).alias("amount_bucket"))
+    return frame, int(corrected.sum())
+
+
 def generate_series(out_dir: Path | str, scale: str = "tiny", seed: int = 42,
                     scenarios: list[str] | tuple[str, ...] = ("base", "same"), mode: str = "increment") -> list[Path]:
     """Write one directory per version (v1, v2, ...) and return their paths.
 
     v1 (the first scenario, normally "base") holds HISTORY_MONTHS of history; every later version one
     more month, new clients, new brands and merchants, new offers, in the way its scenario says."""
-    if mode not in ("increment", "full"):
-        raise ValueError("mode is 'increment' or 'full'")
+    if mode not in MODES:
+        raise ValueError(f"mode is one of {', '.join(MODES)}")
     unknown = [s for s in scenarios if s not in scenario_kinds.ALL]
     if unknown:
         raise ValueError(f"unknown scenarios {unknown}; known: {sorted(scenario_kinds.ALL)}")
     out_dir = Path(out_dir)
-    behaviours = {era: scenario_kinds.behaviour(name) for era, name in enumerate(scenarios)}
+    behaviours = scenario_kinds.behaviours(scenarios)
     world = build_world(scale, seed, versions=len(scenarios) + HOLDOUT_MONTHS, behaviours=behaviours)
     timeline = Timeline(world, behaviours, seed + 1)
     rng = np.random.default_rng(seed + 2)
     paths = []
     for era, scenario in enumerate(scenarios):
-        first_month = 0 if era == 0 else HISTORY_MONTHS - 1 + era
         last_month = HISTORY_MONTHS - 1 + era
-        version_months = range(first_month, last_month + 1)
-        known_months = range(0, last_month + 1)
-        months = version_months if mode == "increment" else known_months
-        # Offers of the next month are announced in this version (they are the held-out ones).
-        announced = range(HISTORY_MONTHS - OFFER_MONTHS_BEFORE, last_month + 2)
-        offer_months = announced if (mode == "full" or era == 0) else [last_month + 1]
+        # The first era this version delivers as new rows: its own, or (redeliver) the first of the
+        # corrupted versions right before it.
+        since = era
+        while mode == "redeliver" and since > 1 and scenario_kinds.is_corruption(scenarios[since - 1]):
+            since -= 1
         for future in range(1, HOLDOUT_MONTHS + 1):
             timeline.month(last_month + future)
-        all_tx = _concat([timeline.month(m)["transaction"] for m in known_months])
-        new_users = (world.user_since == era) if (mode == "increment" and era) else (world.user_since <= era)
-        users = pl.Series(world.user_ids[new_users])
-        # Merchants arrive with the version that announces their first offers (next month's included).
-        merchants = world.merchants.filter(
-            (pl.col("since") <= era + 1) if (mode == "full" or era == 0) else (pl.col("since") == era + 1))
+        all_tx = _concat([timeline.month(m)["transaction"] for m in range(0, last_month + 1)])
         last_seen = all_tx.group_by("user_id").agg(pl.col("event_date").max().cast(pl.Utf8).alias("last_activity_day"))
-        activations = _concat([timeline.month(m)["offer_activation"] for m in months])
+
+        def delivered(table: str) -> tuple[range, np.ndarray, pl.Expr, range]:
+            """What the table carries: months, clients, merchants (by arrival), months of offers."""
+            if era == 0 or mode in ("full", "corrections") or (mode == "mixed" and table in MIXED_FULL):
+                # Offers of the next month are announced in this version (they are the held-out ones).
+                return (range(0, last_month + 1), world.user_since <= era, pl.col("since") <= era + 1,
+                        range(HISTORY_MONTHS - OFFER_MONTHS_BEFORE, last_month + 2))
+            return (range(HISTORY_MONTHS - 1 + since, last_month + 1),
+                    (world.user_since >= since) & (world.user_since <= era), pl.col("since").is_between(since + 1, era + 1),
+                    range(HISTORY_MONTHS + since, last_month + 2))
+
+        def clients(table: str) -> pl.Expr:
+            return pl.col("user_id").is_in(pl.Series(world.user_ids[delivered(table)[1]]).implode())
+
+        def monthly(table: str) -> pl.DataFrame | None:
+            months = delivered(table)[3] if table == "offer" else delivered(table)[0]
+            return _concat([timeline.month(m)[table] for m in months])
+
+        rewarded = _concat([timeline.month(m)["offer_activation"] for m in delivered("offer_reward")[0]])
         tables = {
-            "people": world.people.filter(pl.col("user_id").is_in(users.implode())).drop("last_activity_day")
+            "people": world.people.filter(clients("people")).drop("last_activity_day")
             .join(last_seen, on="user_id", how="left"),
-            "segments": world.segments.filter(pl.col("user_id").is_in(users.implode())),
-            "financial_account": world.accounts.filter(pl.col("user_id").is_in(users.implode())),
-            "merchant": merchants.drop("since", "brand_index"),
-            "transaction": _concat([timeline.month(m)["transaction"] for m in months]),
-            "receipts": _concat([timeline.month(m)["receipts"] for m in months]),
-            "offer": _concat([timeline.month(m)["offer"] for m in offer_months]),
-            "offer_seens": _concat([timeline.month(m)["offer_seens"] for m in months]),
-            "offer_activation": activations,
-            "offer_reward": _rewards(activations, timeline.offers_so_far, world.merchants, all_tx, rng),
+            "segments": world.segments.filter(clients("segments")),
+            "financial_account": world.accounts.filter(clients("financial_account")),
+            "merchant": world.merchants.filter(delivered("merchant")[2]).drop("since", "brand_index"),
+            "transaction": monthly("transaction"),
+            "receipts": monthly("receipts"),
+            "offer": monthly("offer"),
+            "offer_seens": monthly("offer_seens"),
+            "offer_activation": monthly("offer_activation"),
+            "offer_reward": _rewards(rewarded, timeline.offers_so_far, world.merchants, all_tx, rng),
         }
         del all_tx
         tables = {name: _typed(name, frame) for name, frame in tables.items() if frame is not None}
         cut = month_start(FIRST_MONTH, last_month + 1)
-        manifest = {"version": f"v{era + 1}", "scenario": scenario_kinds.canonical(scenario), "mode": mode, "scale": scale, "seed": seed,
-                    "cut_date": str(cut), "first_date": str(month_start(FIRST_MONTH, months[0]))}
-        tables, manifest = scenario_kinds.corrupt(scenario, tables, manifest, world, rng)
+        own_month = month_start(FIRST_MONTH, last_month)
+        manifest = {"version": f"v{era + 1}", "scenario": scenario_kinds.canonical(scenario), "mode": mode,
+                    "scale": scale, "seed": seed, "cut_date": str(cut),
+                    "first_date": str(month_start(FIRST_MONTH, delivered("transaction")[0][0]))}
+        if mode == "corrections" and era:
+            tables["transaction"], manifest["corrected_rows"] = _correct(tables["transaction"], own_month, rng)
+        # What the service will see as new: the version's own month, and the months it re-delivers.
+        new_since = month_start(FIRST_MONTH, HISTORY_MONTHS - 1 + since) if era else None
+        tables, manifest = scenario_kinds.corrupt(scenario, tables, manifest, world, rng, new_since=new_since)
         path = out_dir / f"v{era + 1}"
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True)

@@ -86,6 +86,15 @@ def drift_verdict(scores: dict[str, float | None], threshold: float) -> DriftVer
                         scores=compared)
 
 
+def judged_period(current: dict[str, Any] | None, version: str,
+                  new_period: dict[str, list[str]]) -> dict[str, Any] | None:
+    """The most recently judged valid period once `version` is in the catalog: its own new period if it
+    brought new transactions (per dated table, first and last day), else the one before stays."""
+    if new_period.get("transaction"):
+        return {"version": version, **{table: list(days) for table, days in new_period.items()}}
+    return current
+
+
 @dataclass(frozen=True)
 class Decision:
     action: Action

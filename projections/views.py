@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from domain import events
+from domain import events, policy
 
 
 def _dump(event: events.Event | None) -> dict[str, Any] | None:
@@ -70,24 +70,30 @@ class RegistryView(View):
 
 
 class CatalogView(View):
-    """The current data catalog: the merge of every valid version so far."""
+    """The current data catalog: the merge of every valid version so far, and the most recently judged
+    valid period (the new transactions of the last valid version that brought any), which the next
+    version's drift is compared with."""
 
     def __init__(self) -> None:
         super().__init__()
         self.current: events.CatalogPublished | None = None
+        self.judged_period: dict[str, Any] | None = None  # {"version", "transaction": [first, last], ...}
 
     def on_CatalogPublished(self, event: events.CatalogPublished) -> None:
         self.current = event
+        self.judged_period = policy.judged_period(self.judged_period, event.version, event.new_period)
 
     def state(self) -> dict[str, Any]:
-        return {"current": _dump(self.current)}
+        return {"current": _dump(self.current), "judged_period": self.judged_period}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.current = _load(state["current"])
+        self.judged_period = state.get("judged_period")
 
 
 class MonitoringView(View):
-    """The last validation and drift results, and the action taken for each version."""
+    """The last validation and drift results, and the decision on each version (action_taken is one
+    of domain.policy.Action's values; a version whose pipeline failed changed nothing: "skipped")."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -95,7 +101,7 @@ class MonitoringView(View):
         self.drift: events.DriftEvaluated | None = None
         self.actions: dict[str, str] = {}
         self.last_action: str | None = None
-        self.last_drift_action: str | None = None
+        self.last_decision: dict[str, Any] | None = None  # the last finished version's, with its inputs
 
     def on_ValidationFinished(self, event: events.ValidationFinished) -> None:
         self.validation = event
@@ -106,21 +112,25 @@ class MonitoringView(View):
     def on_VersionProcessed(self, event: events.VersionProcessed) -> None:
         self.actions[event.version] = event.action_taken
         self.last_action = event.action_taken
+        self.last_decision = {"version": event.version, "valid": event.valid, "action_taken": event.action_taken,
+                              "first_model": event.first_model, **event.decision}
 
     def on_PipelineFailed(self, event: events.PipelineFailed) -> None:
-        self.actions[event.version] = "failed"
-        self.last_action = "failed"
+        self.actions[event.version] = policy.Action.SKIPPED.value
+        self.last_action = policy.Action.SKIPPED.value
+        self.last_decision = {"version": event.version, "action_taken": self.last_action, "first_model": False,
+                              "reason": f"the pipeline failed in {event.stage}: {event.error}", "failed": True}
 
     def state(self) -> dict[str, Any]:
         return {"validation": _dump(self.validation), "drift": _dump(self.drift), "actions": self.actions,
-                "last_action": self.last_action, "last_drift_action": self.last_drift_action}
+                "last_action": self.last_action, "last_decision": self.last_decision}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.validation = _load(state["validation"])
         self.drift = _load(state["drift"])
         self.actions = dict(state["actions"])
         self.last_action = state["last_action"]
-        self.last_drift_action = state["last_drift_action"]
+        self.last_decision = state.get("last_decision")
 
 
 class ExperimentsView(View):

@@ -92,6 +92,18 @@ class CheckResult:
     passed: bool
     details: str
     expectation: str = ""
+    # The measure and the bound it was held to, where the check has one: a rate of bad rows against
+    # its maximum ("max"), or a ratio against its minimum ("min"). The margin is how far from failing.
+    observed: float | None = None
+    limit: float | None = None
+    bound: str | None = None
+
+    @property
+    def margin(self) -> float | None:
+        """limit - observed for a maximum, observed - limit for a minimum: negative when failed."""
+        if self.observed is None or self.limit is None:
+            return None
+        return self.limit - self.observed if self.bound == "max" else self.observed - self.limit
 
 
 @dataclass
@@ -118,7 +130,8 @@ class ValidationResult:
     def failed_checks(self) -> list[dict[str, Any]]:
         """Critical failures first: they are why a version is rejected."""
         failed = sorted((c for c in self.checks if not c.passed), key=lambda c: not c.critical)
-        return [{"table": c.table, "check": c.name, "details": c.details, "critical": c.critical} for c in failed]
+        return [{"table": c.table, "check": c.name, "details": c.details, "critical": c.critical,
+                 "observed": c.observed, "limit": c.limit} for c in failed]
 
     def to_json(self) -> str:
         return json.dumps({"version": self.version, "valid": self.valid, "checks_total": self.checks_total,
@@ -144,7 +157,10 @@ class _Runner:
         return frame.sample(n=rows, seed=int(self.params["sample_seed"])) if frame.height > rows else frame
 
     def expect(self, name: str, table: str, frame: pd.DataFrame | pl.DataFrame, expectation, critical: bool,
-               describe: Callable[[dict, bool], str]) -> bool:
+               describe: Callable[[dict, bool], str],
+               measure: tuple[float, float, str] | None = None) -> bool:
+        """Run one GE expectation. `measure`: (observed, limit, "max" | "min") when the caller knows them;
+        else an expectation with `mostly` is measured by its share of unexpected rows."""
         if isinstance(frame, pl.DataFrame):
             frame = self.sample(frame).to_pandas()
         batch = self.batch_definition.get_batch(batch_parameters={"dataframe": frame})
@@ -155,8 +171,14 @@ class _Runner:
             details = describe(result, passed)
         except Exception as error:  # a report must never hide the verdict
             details = f"(details unavailable: {error!r}) {result}"
+        mostly = getattr(expectation, "mostly", None)  # 1.0 (every row) leaves no margin to speak of
+        if measure is None and mostly is not None and mostly < 1 and result.get("unexpected_percent") is not None:
+            measure = (float(result["unexpected_percent"]) / 100, round(1 - float(mostly), 6), "max")
+        observed, limit, bound = measure if measure is not None else (None, None, None)
         self.checks.append(CheckResult(name=name, table=table, critical=critical, passed=passed,
-                                       details=details, expectation=type(expectation).__name__))
+                                       details=details, expectation=type(expectation).__name__,
+                                       observed=None if observed is None else round(float(observed), 6),
+                                       limit=limit, bound=bound))
         self.raw.append({"check": name, "result": outcome.to_json_dict()})
         return passed
 
@@ -178,15 +200,16 @@ class _Runner:
         return self.expect(name, table, frame,
                            gx.expectations.ExpectColumnValuesToBeInSet(column="ok", value_set=[True],
                                                                        mostly=max(0.0, 1 - max_rate)),
-                           critical, describe)
+                           critical, describe, (count / total if total else 0.0, max_rate, "max"))
 
     def value(self, name: str, table: str, value: float, low: float | None, high: float | None, critical: bool,
               describe: Callable[[bool], str]) -> bool:
         """A whole-table measure (a ratio, a share) that GE expects within [low, high]."""
+        bound = (high, "max") if high is not None else (low, "min")
         return self.expect(name, table, pd.DataFrame({"value": [float(value)]}),
                            gx.expectations.ExpectColumnValuesToBeBetween(column="value", min_value=low,
                                                                          max_value=high),
-                           critical, lambda r, ok: describe(ok))
+                           critical, lambda r, ok: describe(ok), (float(value), bound[0], bound[1]))
 
 
 def _examples(result: dict, limit: int = 3) -> str:

@@ -1,0 +1,273 @@
+"""Decision benchmark: every kind of version in every position that matters, in every delivery mode,
+judged by the pipeline's own stage functions (validate, merge, drift, the policy) without the HTTP stack.
+
+    python bench/decisions.py --scale small --modes increment,full --seeds 1 --jobs 2 --out docs/decisions.md
+
+For each mode, position and kind, one generated series: the position's versions, then the kind. Each
+version is sealed as the sealer would (dropped batches removed and listed in the manifest), validated
+against the last valid catalog, merged, compared for drift with the deployed model's generation and
+the previous valid period, and decided by domain/policy.py. Every version of every series is checked
+against what the generator did (`expected`); the table shows the last one of each series, with the
+margin of each score from its threshold:
+  - validation: the failed critical check furthest past its limit, or (valid) the critical check
+    closest to its limit; positive = passed by that much, negative = failed by that much;
+  - drift: the decisive score (the smaller of the two) minus the threshold, and both scores.
+Training is not run by default: a retrain is taken as deployed (the generation moves to its catalog);
+`--keep-model` takes every retrain as kept out (the generation stays the first model's), the other way
+the deploy test can go; `--train` trains and applies the deploy test itself (slow: minutes a retrain).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: the repo root is the package root
+
+from datagen import scenarios  # noqa: E402
+from datagen.series import MODES  # noqa: E402
+from domain import policy  # noqa: E402
+from domain.settings import load_params  # noqa: E402
+
+KINDS = (["same", "return"] + sorted(scenarios.DRIFTS) + sorted(scenarios.CORRUPTIONS) + sorted(scenarios.CONFINED))
+# Position -> the versions before the judged one ({drift}: a drift other than the judged kind).
+POSITIONS = {
+    "first": ["base"],
+    "after_two_normal": ["base", "same", "same"],
+    "after_corrupted": ["base", "same", "corrupt_shuffled_users_confined"],
+    "after_drift": ["base", "same", "{drift}"],
+}
+
+
+def expected_action(series: list[str], index: int) -> str:
+    """What the generator did to version `index`, as the action the service should take."""
+    kind = scenarios.canonical(series[index])
+    if index == 0:
+        return policy.Action.RETRAINED.value
+    if scenarios.is_corruption(kind):
+        return policy.Action.SKIPPED.value
+    moved = scenarios.behaviours(series)
+    # Behaviour before this version: the last valid (uncorrupted) version's world the service saw.
+    return (policy.Action.RETRAINED.value if kind in scenarios.DRIFTS and not _same_world(moved[index], moved[index - 1])
+            else policy.Action.NONE.value)
+
+
+def _same_world(a, b) -> bool:
+    import dataclasses
+
+    return all(scenarios._same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
+
+
+def seal(version: Path, out: Path) -> tuple[Path, dict]:
+    """The snapshot and manifest the sealer writes for this version as the sender delivers it: a table
+    the manifest drops batches of is cut into three batches and those never arrive."""
+    manifest = json.loads((version / "manifest.json").read_text())
+    dropped = manifest.get("drop_batches", {})
+    out.mkdir(parents=True)
+    tables = {}
+    for path in sorted(version.glob("*.parquet")):
+        frame, table = pl.read_parquet(path), path.stem
+        batches, missing = 1, []
+        if table in dropped:
+            batches, missing = 3, list(dropped[table])
+            size = math.ceil(frame.height / batches)
+            frame = pl.concat([frame.slice((b - 1) * size, size) for b in range(1, batches + 1) if b not in missing])
+        frame.write_parquet(out / path.name)
+        tables[table] = {"rows": frame.height, "batches_expected": batches, "missing_batches": missing,
+                         "batches_received": [b for b in range(1, batches + 1) if b not in missing]}
+    return out, {**manifest, "tables": tables}
+
+
+@dataclass
+class Judged:
+    version: str
+    kind: str
+    expected: str
+    action: str
+    valid: bool
+    check: str = ""                 # the validation check the margin is of
+    check_margin: float | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    drift_margin: float | None = None
+    deployed: bool | None = None
+
+    @property
+    def right(self) -> bool:
+        return self.action == self.expected
+
+
+def _validation_margin(result) -> tuple[str, float | None]:
+    critical = [c for c in result.checks if c.critical and c.margin is not None]
+    failed = [c for c in critical if not c.passed]
+    if failed:
+        worst = min(failed, key=lambda c: c.margin)
+        return worst.name, worst.margin
+    unmeasured = [c for c in result.checks if c.critical and not c.passed]
+    if unmeasured:
+        return unmeasured[0].name, None
+    closest = min(critical, key=lambda c: c.margin, default=None)
+    return (closest.name, closest.margin) if closest else ("", None)
+
+
+def run_series(work: Path, scale: str, seed: int, mode: str, series: list[str], deploy: str) -> list[Judged]:
+    """Generate the series and take each version through validate, merge, drift and the policy."""
+    import datagen
+    from ml.catalog import merge
+    from quality.drift import evaluate_drift
+    from quality.validation import validate
+
+    params = load_params()
+    versions = datagen.generate_series(work / "gen", scale, seed, series, mode)
+    catalog = generation = period = model = None
+    judged = []
+    for index, version in enumerate(versions):
+        name = version.name
+        snapshot, manifest = seal(version, work / "sealed" / name)
+        result = validate(snapshot, manifest, catalog, params["validation"])
+        check, margin = _validation_margin(result)
+        row = Judged(name, scenarios.canonical(series[index]), expected_action(series, index), "", result.valid,
+                     check, margin)
+        if not result.valid:
+            row.action = policy.decide(False, generation is not None, None).action.value
+            judged.append(row)
+            continue
+        merged = work / "catalog" / name
+        merge(catalog, snapshot, merged)
+        verdict = None
+        if generation is not None:
+            drift = evaluate_drift(generation, snapshot, params["drift"], work / "reports" / name, catalog, period)
+            verdict = policy.drift_verdict(drift.scores, float(params["drift"]["threshold"]))
+            row.scores, row.drift_margin = verdict.scores, round(verdict.score - verdict.threshold, 4)
+        decision = policy.decide(True, generation is not None, verdict)
+        row.action = decision.action.value
+        if decision.train:
+            row.deployed = _deploy(deploy, decision, merged, work / "models" / name, model, params)
+            if row.deployed:
+                generation, model = merged, work / "models" / name
+        period = policy.judged_period(period, name, {t: p["new_period"] for t, p in result.judged.items()
+                                                     if p.get("new_period")})
+        catalog = merged
+        judged.append(row)
+    return judged
+
+
+def _deploy(how: str, decision: policy.Decision, catalog: Path, out: Path, deployed: Path | None,
+            params: dict) -> bool:
+    if decision.first_model and how != "train":
+        return True
+    if how == "deploy":
+        return True
+    if how == "keep":
+        return False
+    from ml.train import train
+
+    baseline = next(deployed.glob("*.cbm")) if deployed is not None else None
+    trained = train(catalog, out, params["model"], int(params["seed"]), baseline)
+    return policy.deploy_decision(trained.holdout_ap, trained.baseline_holdout_ap, params["deploy"],
+                                  int(params["seed"])).deploy
+
+
+def _task(args: tuple) -> dict:
+    scale, seed, mode, position, kind, deploy = args
+    drift_before = "drift_receipts" if kind == "drift_behaviour" else "drift_behaviour"
+    series = [name.format(drift=drift_before) for name in POSITIONS[position]] + [kind]
+    work = Path(tempfile.mkdtemp(prefix="decisions-"))
+    started = time.perf_counter()
+    try:
+        judged = run_series(work, scale, seed, mode, series, deploy)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"scale": scale, "seed": seed, "mode": mode, "position": position, "kind": kind, "series": series,
+            "judged": [vars(j) | {"right": j.right} for j in judged], "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "" if value is None else f"{value:+.{digits}f}"
+
+
+def table(results: list[dict]) -> list[str]:
+    lines = ["| mode | position | kind | expected | action | right | validation check (margin) "
+             "| drift: vs generation / vs previous (margin) |", "|" + "---|" * 8]
+    for r in results:
+        last = r["judged"][-1]
+        scores = last["scores"]
+        drift = (f"{scores.get('generation', float('nan')):.3f} / {scores.get('previous', float('nan')):.3f} "
+                 f"({_fmt(last['drift_margin'])})" if scores else "")
+        check = f"{last['check']} ({_fmt(last['check_margin'])})" if last["check"] else ""
+        lines.append(f"| {r['mode']} | {r['position']} | {r['kind']} | {last['expected']} | {last['action']} "
+                     f"| {'yes' if last['right'] else '**NO**'} | {check} | {drift} |")
+    return lines
+
+
+def summary(results: list[dict], threshold: float) -> list[str]:
+    every = [j for r in results for j in r["judged"]]
+    last = [r["judged"][-1] for r in results]
+    wrong = [(r["mode"], r["position"], r["kind"], j["version"], j["expected"], j["action"])
+             for r in results for j in r["judged"] if not j["right"]]
+    lines = [f"- judged versions (last of each series): {sum(j['right'] for j in last)} of {len(last)} right; "
+             f"every version of every series: {sum(j['right'] for j in every)} of {len(every)} right"]
+    for kind in dict.fromkeys(r["kind"] for r in results):
+        rows = [r["judged"][-1] for r in results if r["kind"] == kind]
+        checks = [j["check_margin"] for j in rows if j["check_margin"] is not None]
+        drifts = [j["drift_margin"] for j in rows if j["drift_margin"] is not None]
+        text = f"- {kind}: {sum(j['right'] for j in rows)}/{len(rows)} right"
+        if checks:
+            text += f"; validation margin {min(checks):+.3f} .. {max(checks):+.3f}"
+        if drifts:
+            text += f"; drift margin {min(drifts):+.3f} .. {max(drifts):+.3f} (threshold {threshold})"
+        lines.append(text)
+    lines.append(f"- wrong: {len(wrong)}" + "".join(f"\n  - {w}" for w in wrong))
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python bench/decisions.py")
+    parser.add_argument("--scale", default="small", choices=["tiny", "small", "full"])
+    parser.add_argument("--modes", default="increment,full", help=f"from {', '.join(MODES)}")
+    parser.add_argument("--seeds", default="1")
+    parser.add_argument("--positions", default=",".join(POSITIONS))
+    parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--jobs", type=int, default=2)
+    deploy = parser.add_mutually_exclusive_group()
+    deploy.add_argument("--keep-model", action="store_true", help="every retrain kept out (not deployed)")
+    deploy.add_argument("--train", action="store_true", help="train, and deploy by the deploy test")
+    parser.add_argument("--out", type=Path, help="write the markdown table here")
+    parser.add_argument("--json", type=Path, help="write every judged version here")
+    args = parser.parse_args()
+    how = "train" if args.train else "keep" if args.keep_model else "deploy"
+    tasks = [(args.scale, seed, mode, position, kind, how) for mode in args.modes.split(",")
+             for seed in map(int, args.seeds.split(",")) for position in args.positions.split(",")
+             for kind in args.kinds.split(",") if not (position == "first" and kind == "return")]
+    started = time.perf_counter()
+    results = []
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for result in pool.map(_task, tasks):
+            results.append(result)
+            last = result["judged"][-1]
+            print(f"{result['mode']:10} {result['position']:17} {result['kind']:34} {last['expected']:9} "
+                  f"{last['action']:9} {'ok' if last['right'] else 'WRONG':5} {last['check']} "
+                  f"{_fmt(last['check_margin'])} {last['scores']} {result['seconds']}s", flush=True)
+    threshold = float(load_params()["drift"]["threshold"])
+    command = "python bench/decisions.py " + " ".join(sys.argv[1:])
+    lines = [f"`{command}` ({len(tasks)} series, {time.perf_counter() - started:.0f} s, retrains taken as "
+             f"{ {'deploy': 'deployed', 'keep': 'kept out', 'train': 'trained and tested'}[how] })", "",
+             *summary(results, threshold), "", *table(results)]
+    print("\n".join(lines))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("\n".join(lines) + "\n")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
