@@ -5,16 +5,16 @@ judged by the pipeline's own stage functions (validate, merge, drift, the policy
 
 For each mode, position and kind, one generated series: the position's versions, then the kind. Each
 version is sealed as the sealer would (dropped batches removed and listed in the manifest), validated
-against the last valid catalog, merged, compared for drift with the deployed model's generation and
-the previous valid period, and decided by domain/policy.py. Every version of every series is checked
+against the last valid catalog, merged, compared for drift with the known worlds (the previous valid
+period, what the first and the deployed model learnt from), and decided by domain/policy.py. Every version of every series is checked
 against what the generator did (`expected`); the table shows the last one of each series, with the
 margin of each score from its threshold:
   - validation: the failed critical check furthest past its limit, or (valid) the critical check
     closest to its limit; positive = passed by that much, negative = failed by that much;
   - drift: the decisive score (the smaller of the two) minus the threshold, and both scores.
-Training is not run by default: a retrain is taken as deployed (the generation moves to its catalog);
-`--keep-model` takes every retrain as kept out (the generation stays the first model's), the other way
-the deploy test can go; `--train` trains and applies the deploy test itself (slow: minutes a retrain).
+Training is not run by default: a retrain is taken as deployed (the deployed model's catalog moves to
+it); `--keep-model` takes every retrain as kept out (the first model stays deployed), the other way the
+deploy test can go; `--train` trains and applies the deploy test itself (slow: minutes a retrain).
 """
 from __future__ import annotations
 
@@ -48,25 +48,6 @@ POSITIONS = {
 }
 
 
-def expected_action(series: list[str], index: int) -> str:
-    """What the generator did to version `index`, as the action the service should take."""
-    kind = scenarios.canonical(series[index])
-    if index == 0:
-        return policy.Action.RETRAINED.value
-    if scenarios.is_corruption(kind):
-        return policy.Action.SKIPPED.value
-    moved = scenarios.behaviours(series)
-    # Behaviour before this version: the last valid (uncorrupted) version's world the service saw.
-    return (policy.Action.RETRAINED.value if kind in scenarios.DRIFTS and not _same_world(moved[index], moved[index - 1])
-            else policy.Action.NONE.value)
-
-
-def _same_world(a, b) -> bool:
-    import dataclasses
-
-    return all(scenarios._same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
-
-
 def seal(version: Path, out: Path) -> tuple[Path, dict]:
     """The snapshot and manifest the sealer writes for this version as the sender delivers it: a table
     the manifest drops batches of is cut into three batches and those never arrive."""
@@ -96,6 +77,8 @@ class Judged:
     valid: bool
     check: str = ""                 # the validation check the margin is of
     check_margin: float | None = None
+    observed: float | None = None
+    limit: float | None = None
     scores: dict[str, float] = field(default_factory=dict)
     drift_margin: float | None = None
     deployed: bool | None = None
@@ -105,17 +88,16 @@ class Judged:
         return self.action == self.expected
 
 
-def _validation_margin(result) -> tuple[str, float | None]:
-    critical = [c for c in result.checks if c.critical and c.margin is not None]
+def _validation_margin(result):
+    """The critical check that decided: the failed one furthest past its limit (or a failed one without
+    a measure: a missing table or batch), else the passed one closest to its limit, relative to it."""
+    critical = [c for c in result.checks if c.critical]
     failed = [c for c in critical if not c.passed]
-    if failed:
-        worst = min(failed, key=lambda c: c.margin)
-        return worst.name, worst.margin
-    unmeasured = [c for c in result.checks if c.critical and not c.passed]
-    if unmeasured:
-        return unmeasured[0].name, None
-    closest = min(critical, key=lambda c: c.margin, default=None)
-    return (closest.name, closest.margin) if closest else ("", None)
+    measured = [c for c in (failed or critical) if c.margin is not None]
+    if failed and not measured:
+        return failed[0]
+    relative = lambda c: c.margin / abs(c.limit) if c.limit else c.margin  # noqa: E731
+    return min(measured, key=relative, default=None)
 
 
 def run_series(work: Path, scale: str, seed: int, mode: str, series: list[str], deploy: str) -> list[Judged]:
@@ -127,32 +109,35 @@ def run_series(work: Path, scale: str, seed: int, mode: str, series: list[str], 
 
     params = load_params()
     versions = datagen.generate_series(work / "gen", scale, seed, series, mode)
-    catalog = generation = period = model = None
+    catalog = initial = deployed = period = model = None
     judged = []
     for index, version in enumerate(versions):
         name = version.name
         snapshot, manifest = seal(version, work / "sealed" / name)
         result = validate(snapshot, manifest, catalog, params["validation"])
-        check, margin = _validation_margin(result)
-        row = Judged(name, scenarios.canonical(series[index]), expected_action(series, index), "", result.valid,
-                     check, margin)
+        check = _validation_margin(result)
+        row = Judged(name, scenarios.canonical(series[index]), scenarios.expected_action(series, index), "", result.valid)
+        if check is not None:
+            row.check, row.check_margin, row.observed, row.limit = check.name, check.margin, check.observed, check.limit
         if not result.valid:
-            row.action = policy.decide(False, generation is not None, None).action.value
+            row.action = policy.decide(False, deployed is not None, None).action.value
             judged.append(row)
             continue
         merged = work / "catalog" / name
         merge(catalog, snapshot, merged)
         verdict = None
-        if generation is not None:
-            drift = evaluate_drift(generation, snapshot, params["drift"], work / "reports" / name, catalog, period)
+        if deployed is not None:
+            drift = evaluate_drift(initial, snapshot, params["drift"], work / "reports" / name, catalog, period,
+                                   deployed if deployed != initial else None)
             verdict = policy.drift_verdict(drift.scores, float(params["drift"]["threshold"]))
             row.scores, row.drift_margin = verdict.scores, round(verdict.score - verdict.threshold, 4)
-        decision = policy.decide(True, generation is not None, verdict)
+        decision = policy.decide(True, deployed is not None, verdict)
         row.action = decision.action.value
         if decision.train:
             row.deployed = _deploy(deploy, decision, merged, work / "models" / name, model, params)
             if row.deployed:
-                generation, model = merged, work / "models" / name
+                deployed, model = merged, work / "models" / name
+                initial = initial or merged
         period = policy.judged_period(period, name, {t: p["new_period"] for t, p in result.judged.items()
                                                      if p.get("new_period")})
         catalog = merged
@@ -179,7 +164,8 @@ def _deploy(how: str, decision: policy.Decision, catalog: Path, out: Path, deplo
 def _task(args: tuple) -> dict:
     scale, seed, mode, position, kind, deploy = args
     drift_before = "drift_receipts" if kind == "drift_behaviour" else "drift_behaviour"
-    series = [name.format(drift=drift_before) for name in POSITIONS[position]] + [kind]
+    series = (kind.split("+") if position == "series" else
+              [name.format(drift=drift_before) for name in POSITIONS[position]] + [kind])
     work = Path(tempfile.mkdtemp(prefix="decisions-"))
     started = time.perf_counter()
     try:
@@ -194,17 +180,26 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "" if value is None else f"{value:+.{digits}f}"
 
 
+def _scores(row: dict) -> str:
+    """The scores made, in the rule's order ("-": not made, the rule was settled or there is no such
+    reference), and the decisive score's margin from the threshold."""
+    if not row["scores"]:
+        return ""
+    shown = " / ".join(f"{row['scores'][name]:.3f}" if name in row["scores"] else "-" for name in policy.REFERENCES)
+    return f"{shown} ({_fmt(row['drift_margin'])})"
+
+
 def table(results: list[dict]) -> list[str]:
-    lines = ["| mode | position | kind | expected | action | right | validation check (margin) "
-             "| drift: vs generation / vs previous (margin) |", "|" + "---|" * 8]
+    lines = ["| mode | position | kind | version | expected | action | right "
+             "| validation: deciding check, observed vs limit (margin) "
+             "| drift: vs previous / initial / deployed (margin) |", "|" + "---|" * 9]
     for r in results:
-        last = r["judged"][-1]
-        scores = last["scores"]
-        drift = (f"{scores.get('generation', float('nan')):.3f} / {scores.get('previous', float('nan')):.3f} "
-                 f"({_fmt(last['drift_margin'])})" if scores else "")
-        check = f"{last['check']} ({_fmt(last['check_margin'])})" if last["check"] else ""
-        lines.append(f"| {r['mode']} | {r['position']} | {r['kind']} | {last['expected']} | {last['action']} "
-                     f"| {'yes' if last['right'] else '**NO**'} | {check} | {drift} |")
+        rows = r["judged"] if r["position"] == "series" else r["judged"][-1:]  # a whole series: every version
+        for row in rows:
+            check = (f"{row['check']} {row['observed']:.3f} vs {row['limit']:g} ({_fmt(row['check_margin'])})"
+                     if row["check_margin"] is not None else row["check"])
+            lines.append(f"| {r['mode']} | {r['position']} | {row['kind']} | {row['version']} | {row['expected']} "
+                         f"| {row['action']} | {'yes' if row['right'] else '**NO**'} | {check} | {_scores(row)} |")
     return lines
 
 
@@ -236,6 +231,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="1")
     parser.add_argument("--positions", default=",".join(POSITIONS))
     parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--series", default="", help="instead of positions and kinds: whole series, each "
+                        "a '+'-joined list of scenarios, separated by commas (every version is checked)")
     parser.add_argument("--jobs", type=int, default=2)
     deploy = parser.add_mutually_exclusive_group()
     deploy.add_argument("--keep-model", action="store_true", help="every retrain kept out (not deployed)")
@@ -244,9 +241,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write every judged version here")
     args = parser.parse_args()
     how = "train" if args.train else "keep" if args.keep_model else "deploy"
+    cases = ([("series", series) for series in args.series.split(",")] if args.series else
+             [(position, kind) for position in args.positions.split(",") for kind in args.kinds.split(",")
+              if not (position == "first" and kind == "return")])
     tasks = [(args.scale, seed, mode, position, kind, how) for mode in args.modes.split(",")
-             for seed in map(int, args.seeds.split(",")) for position in args.positions.split(",")
-             for kind in args.kinds.split(",") if not (position == "first" and kind == "return")]
+             for seed in map(int, args.seeds.split(",")) for position, kind in cases]
     started = time.perf_counter()
     results = []
     with ProcessPoolExecutor(args.jobs) as pool:

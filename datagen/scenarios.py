@@ -95,6 +95,21 @@ def behaviours(scenarios: list[str] | tuple[str, ...]) -> dict[int, Behaviour]:
     return out
 
 
+def expected_action(series: list[str] | tuple[str, ...], index: int) -> str:
+    """The action the service should take on version `index` of a series, by what the generator did:
+    the first version trains the first model ("retrained"), a corrupted one is "skipped", a drift that
+    moved the world "retrained" (the same drift again is not a move), anything else "none"."""
+    if index == 0:
+        return "retrained"
+    name = canonical(series[index])
+    if is_corruption(name):
+        return "skipped"
+    worlds = behaviours(series)
+    before, now = worlds[index - 1], worlds[index]
+    moved = not all(_same(getattr(before, f.name), getattr(now, f.name)) for f in dataclasses.fields(Behaviour))
+    return "retrained" if name in DRIFTS and moved else "none"
+
+
 def corrupt(name: str, tables: dict[str, pl.DataFrame], manifest: dict, world: World,
             rng: np.random.Generator, new_since: dt.date | None = None) -> tuple[dict[str, pl.DataFrame], dict]:
     """Break the delivery the way the scenario says; untouched for every other kind. `new_since`: the

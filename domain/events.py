@@ -107,8 +107,9 @@ class ValidationFinished(Event):
 
 @dataclass(frozen=True)
 class DriftEvaluated(Event):
-    """The version's new part against the deployed model's generation (reference_version's catalog) and
-    the previous valid period (previous_version's); drift_detected is domain.policy's rule on `scores`."""
+    """The version's new part against the known worlds (domain.policy.REFERENCES: `references` names the
+    version of each); drift_detected is domain.policy's rule on `scores`. reference_version: the version
+    the deployed model was trained on."""
 
     TOPIC: ClassVar = topology.PIPELINE
     version: str
@@ -118,8 +119,8 @@ class DriftEvaluated(Event):
     threshold: float
     features: list[dict[str, Any]] = field(default_factory=list)
     report_keys: list[str] = field(default_factory=list)  # S3 keys: Evidently HTML per reference and group, drift.json
-    scores: dict[str, float] = field(default_factory=dict)  # per reference: "generation", "previous"
-    previous_version: str | None = None
+    scores: dict[str, float] = field(default_factory=dict)  # per reference compared
+    references: dict[str, str | None] = field(default_factory=dict)  # reference -> its version
     judged: dict[str, Any] = field(default_factory=dict)    # rows and periods of each side
     rule: str = ""
 

@@ -4,8 +4,8 @@
         │valid
     catalog (merge into the catalog, build the serving bundle: new offers become servable)
         │
-    drift (the new part against the deployed model's generation and the previous valid period;
-        │  none before the first model)
+    drift (the new part against the known worlds: the previous valid period, what the first and
+        │  the deployed model learnt from; none before the first model)
         │first model, or drift
     train, and score the deployed model on the same hold-out offers ─► deploy unless worse beyond noise
 
@@ -211,10 +211,13 @@ class Pipeline:
         verdict = None
         if deployed is not None:
             async with self.stage(version, "drift") as summary:
-                trained_on = self.fetch_dir(deployed.catalog_prefix, "catalog", deployed.trained_on)
+                first = self.views.registry.first or deployed
+                initial = self.fetch_dir(first.catalog_prefix, "catalog", first.trained_on)
+                trained_on = (self.fetch_dir(deployed.catalog_prefix, "catalog", deployed.trained_on)
+                              if deployed.trained_on != first.trained_on else None)
                 drift = await in_child(
-                    quality_drift.evaluate_drift, trained_on, snapshot, self.params["drift"],
-                    self.local_dir("reports", version), reference, previous_period)
+                    quality_drift.evaluate_drift, initial, snapshot, self.params["drift"],
+                    self.local_dir("reports", version), reference, previous_period, trained_on)
                 verdict = policy.drift_verdict(drift.scores, float(self.params["drift"]["threshold"]))
                 report_keys = []
                 for path in drift.report_files:
@@ -224,8 +227,9 @@ class Pipeline:
                     version=version, reference_version=deployed.trained_on,
                     drift_detected=verdict.detected, drift_score=verdict.score, threshold=verdict.threshold,
                     features=drift.features, report_keys=report_keys, scores=verdict.scores,
-                    previous_version=(previous_period or {}).get("version"), judged=drift.judged,
-                    rule=verdict.rule))
+                    references={policy.PREVIOUS: (previous_period or {}).get("version"),
+                                policy.INITIAL: first.trained_on, policy.DEPLOYED: deployed.trained_on},
+                    judged=drift.judged, rule=verdict.rule))
                 summary["text"] = (f"score={verdict.score:.3f} detected={verdict.detected} "
                                    + " ".join(f"{k}={v:.3f}" for k, v in verdict.scores.items()))
         decision = policy.decide(True, deployed is not None, verdict)

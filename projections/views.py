@@ -44,11 +44,13 @@ class View:
 
 
 class RegistryView(View):
-    """The deployed model and the numbering of model versions."""
+    """The deployed model, the first one (what it learnt from is the initial world drift is judged
+    against), and the numbering of model versions."""
 
     def __init__(self) -> None:
         super().__init__()
         self.deployed: events.ModelDeployed | None = None
+        self.first: events.ModelDeployed | None = None
         self.trained_runs = 0
 
     def on_ModelTrained(self, event: events.ModelTrained) -> None:
@@ -56,16 +58,18 @@ class RegistryView(View):
 
     def on_ModelDeployed(self, event: events.ModelDeployed) -> None:
         self.deployed = event
+        self.first = self.first or event
 
     def next_model_version(self) -> str:
         """"1.0" for the first model, "2.0" after the first retrain, and so on."""
         return f"{self.trained_runs + 1}.0"
 
     def state(self) -> dict[str, Any]:
-        return {"deployed": _dump(self.deployed), "trained_runs": self.trained_runs}
+        return {"deployed": _dump(self.deployed), "first": _dump(self.first), "trained_runs": self.trained_runs}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.deployed = _load(state["deployed"])
+        self.first = _load(state.get("first"))
         self.trained_runs = state["trained_runs"]
 
 

@@ -7,16 +7,17 @@ Only what the model uses is compared, never ids and never the arrival of new ent
   - the active client mix: segment code, age, region_size, vip status.
 The current side is the version's new part in its new period (quality/new_part.py: the rows the last
 valid catalog does not hold, dated after its last date), whether the version carries everything so far
-or only the new rows; the report says which rows (counts and period). It is compared with up to two
-references, each scored the same way:
-  - "generation": everything the deployed model learnt from (the catalog it was trained on);
+or only the new rows; the report says which rows (counts and period). It is compared with the
+references of domain/policy.py's rule, each scored the same way:
   - "previous": the most recently judged valid period (the last valid version's new part, as the
-    catalog holds it), when there is one.
+    catalog holds it);
+  - "initial": what the first model learnt from (the first catalog a model was trained on);
+  - "deployed": what the deployed model learnt from, when that is another catalog.
 A reference's score = the largest share of drifted features (PSI above the per-feature threshold)
 among the four groups (0..1): a shift confined to one aspect (only the client mix, only receipts)
-counts as fully as one spread over all. Whether that is drift is domain/policy.py's rule (drift only
-if unlike both references; drift_score = the smaller score): it is applied here so the report carries
-the verdict, and by the pipeline.
+counts as fully as one spread over all. The rule calls a version drifted only if it is unlike every
+reference (drift_score = the smallest score), so they are compared in that order and the comparisons
+stop as soon as one reference is like it; the report lists the scores made and the verdict.
 """
 from __future__ import annotations
 
@@ -80,13 +81,20 @@ def _transaction_features(tx: pl.DataFrame) -> pl.DataFrame:
                      pl.col("event_date").dt.weekday().cast(pl.Utf8).alias("weekday"))
 
 
+def _span(tx: pl.DataFrame) -> int:
+    return (tx["event_date"].max() - tx["event_date"].min()).days + 1
+
+
 def _client_features(tx: pl.DataFrame, days: int) -> pl.DataFrame:
     """Per client and window of `days` days: activity, online share, share of large amounts.
-    The reference is cut into windows as long as the new period, so a month is compared with
-    months (aggregates over a year are smoother than over a month, whatever the world does)."""
+    Both sides are cut into windows of the same length, the shorter side's span (a month is compared
+    with months: aggregates over a year are smoother than over a month, whatever the world does, and
+    two new months with one), counted back from each side's last day; a window the side does not
+    cover whole is left out (a client's rate over a few days is no monthly rate)."""
     last = tx["event_date"].max()
     window = ((pl.lit(last) - pl.col("event_date")).dt.total_days() // days).alias("window")
-    return tx.group_by("user_id", window).agg(
+    whole = _span(tx) // days
+    return tx.filter(window < whole).group_by("user_id", window).agg(
         (pl.len() / days * 30).alias("transactions_per_30d"),
         (pl.col("online_transaction_flg") == "Y").mean().alias("online_share"),
         pl.col("amount_bucket").is_in(LARGE_AMOUNTS).mean().alias("large_amount_share"),
@@ -120,11 +128,12 @@ def _side(tx: pl.DataFrame, receipts: pl.DataFrame | None) -> dict[str, Any]:
 
 
 def evaluate_drift(reference: Path, current: Path, params: dict, out_dir: Path, catalog: Path | None = None,
-                   previous: dict[str, Any] | None = None, today: dt.date | None = None) -> DriftResult:
-    """The new part of `current` (a version's snapshot) against `reference` (the catalog the deployed model
-    was trained on) and, given `previous` ({"version", "transaction": [first, last], "receipts": [...]}),
-    against that period of `catalog`. The new part is measured against `catalog`, the last valid catalog
-    (default: `reference`)."""
+                   previous: dict[str, Any] | None = None, deployed: Path | None = None,
+                   today: dt.date | None = None) -> DriftResult:
+    """The new part of `current` (a version's snapshot), measured against `catalog` (the last valid
+    catalog; default `reference`), compared with: `previous` ({"version", "transaction": [first, last],
+    "receipts": [...]}: that period of `catalog`), `reference` (the catalog the first model was trained
+    on) and `deployed` (the catalog the deployed model was trained on, when it is another one)."""
     threshold = float(params["threshold"])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -139,29 +148,37 @@ def evaluate_drift(reference: Path, current: Path, params: dict, out_dir: Path, 
         verdict = policy.drift_verdict({}, threshold)
         return DriftResult(verdict.score, verdict.detected, threshold, judged=judged,
                            note="the version brings no transactions after the catalog's last date")
-    references: dict[str, tuple[pl.DataFrame, pl.DataFrame | None]] = {
-        policy.GENERATION: (_read(reference, "transaction", TRANSACTION_COLUMNS), _read(reference, "receipts", RECEIPT_COLUMNS))}
+    # In the rule's order: the previous period first (a month: quick to compare), then the catalogs;
+    # each is read only if the comparisons before it leave the version looking drifted.
+    references: list[tuple[str, str | None, Any]] = []
     if previous and previous.get("transaction"):
-        receipts = (new_part.period_rows(catalog, "receipts", previous["receipts"], RECEIPT_COLUMNS)
-                    if previous.get("receipts") else None)
-        references[policy.PREVIOUS] = (
-            new_part.period_rows(catalog, "transaction", previous["transaction"], TRANSACTION_COLUMNS), receipts)
+        references.append((policy.PREVIOUS, previous.get("version"), lambda: (
+            new_part.period_rows(catalog, "transaction", previous["transaction"], TRANSACTION_COLUMNS),
+            new_part.period_rows(catalog, "receipts", previous["receipts"], RECEIPT_COLUMNS)
+            if previous.get("receipts") else None)))
+    for name, directory in ((policy.INITIAL, reference), (policy.DEPLOYED, deployed)):
+        if directory is not None and (name == policy.INITIAL or Path(directory) != reference):
+            references.append((name, Path(directory).name, lambda d=directory: (
+                _read(d, "transaction", TRANSACTION_COLUMNS), _read(d, "receipts", RECEIPT_COLUMNS))))
     rows = int(params.get("sample_rows", 200_000))
-    span = (cur_tx["event_date"].max() - cur_tx["event_date"].min()).days + 1
     people = _entities(_read(catalog, "people"), _read(current, "people"))
     segments = _entities(_read(catalog, "segments"), _read(current, "segments"))
     scores: dict[str, float | None] = {}
     features: list[dict[str, Any]] = []
     report_files: list[Path] = []
-    for name, (ref_tx, ref_receipts) in references.items():
+    for name, version, sides in references:
+        verdict = policy.drift_verdict(scores, threshold)
+        if verdict.scores and not verdict.detected:
+            break  # like one reference already: no comparison left can make it a drift
+        ref_tx, ref_receipts = sides()
         if ref_tx is None or ref_tx.height == 0:
             scores[name] = None
             continue
-        judged[name] = {**_side(ref_tx, ref_receipts),
-                        "version": reference.name if name == policy.GENERATION else previous.get("version")}
+        judged[name] = {**_side(ref_tx, ref_receipts), "version": version}
         groups: dict[str, tuple[pl.DataFrame, pl.DataFrame]] = {
             "transaction": (_transaction_features(_sample(ref_tx, rows)), _transaction_features(_sample(cur_tx, rows))),
-            "client": (_client_features(ref_tx, span), _client_features(cur_tx, span)),
+            "client": (_client_features(ref_tx, days := min(_span(ref_tx), _span(cur_tx))),
+                       _client_features(cur_tx, days)),
         }
         if people is not None and segments is not None:
             groups["client_mix"] = (_client_mix(ref_tx, people, segments), _client_mix(cur_tx, people, segments))

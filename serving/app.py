@@ -261,8 +261,7 @@ async def monitoring_drift(request: Request):
         "threshold": threshold,
         "rule": policy.DRIFT_RULE,
         "scores": drift.scores if evaluated else {},
-        "references": ({policy.GENERATION: drift.reference_version, policy.PREVIOUS: drift.previous_version}
-                       if evaluated else {}),
+        "references": drift.references if evaluated else {},
         "judged": drift.judged if evaluated else {},
         "decision": decision,
         "features": drift.features if evaluated else [],

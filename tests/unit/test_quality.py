@@ -97,8 +97,10 @@ def test_drift_only_where_the_world_changed(tmp_path, scenario, mode):
     assert result.drift_detected is (scenario != "same"), (result.drift_score, result.features)
     assert 0.0 <= result.drift_score <= 1.0
     assert not any("_id" in f["feature"] for f in result.features)
-    groups = dict.fromkeys(f["feature"].split(".")[0] for f in result.features)  # one HTML report per group
-    assert [path.name for path in result.report_files] == [f"drift_{group}.html" for group in groups] + ["drift.json"]
+    # One HTML report per reference compared and feature group
+    groups = dict.fromkeys((f["reference"], f["feature"].split(".")[0]) for f in result.features)
+    assert [path.name for path in result.report_files] == [f"drift_{reference}_{group}.html"
+                                                           for reference, group in groups] + ["drift.json"]
     assert all(path.exists() for path in result.report_files)
     assert json.loads((tmp_path / "report" / "drift.json").read_text())["drift_score"] == result.drift_score
 
