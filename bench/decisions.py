@@ -110,17 +110,19 @@ def run_series(work: Path, scale: str, seed: int, mode: str, series: list[str], 
     params = load_params()
     versions = datagen.generate_series(work / "gen", scale, seed, series, mode)
     catalog = initial = deployed = period = model = None
+    rejected: list[Path] = []  # snapshots rejected so far
     judged = []
     for index, version in enumerate(versions):
         name = version.name
         snapshot, manifest = seal(version, work / "sealed" / name)
-        result = validate(snapshot, manifest, catalog, params["validation"])
+        result = validate(snapshot, manifest, catalog, params["validation"], None, rejected)
         check = _validation_margin(result)
         row = Judged(name, scenarios.canonical(series[index]), scenarios.expected_action(series, index), "", result.valid)
         if check is not None:
             row.check, row.check_margin, row.observed, row.limit = check.name, check.margin, check.observed, check.limit
         if not result.valid:
             row.action = policy.decide(False, deployed is not None, None).action.value
+            rejected.append(snapshot)
             judged.append(row)
             continue
         merged = work / "catalog" / name
@@ -238,6 +240,8 @@ def main() -> None:
     deploy.add_argument("--keep-model", action="store_true", help="every retrain kept out (not deployed)")
     deploy.add_argument("--train", action="store_true", help="train, and deploy by the deploy test")
     parser.add_argument("--out", type=Path, help="write the markdown table here")
+    parser.add_argument("--title", default="", help="a section title above it")
+    parser.add_argument("--append", action="store_true", help="add to --out instead of replacing it")
     parser.add_argument("--json", type=Path, help="write every judged version here")
     args = parser.parse_args()
     how = "train" if args.train else "keep" if args.keep_model else "deploy"
@@ -258,12 +262,15 @@ def main() -> None:
     threshold = float(load_params()["drift"]["threshold"])
     command = "python bench/decisions.py " + " ".join(sys.argv[1:])
     lines = [f"`{command}` ({len(tasks)} series, {time.perf_counter() - started:.0f} s, retrains taken as "
-             f"{ {'deploy': 'deployed', 'keep': 'kept out', 'train': 'trained and tested'}[how] })", "",
-             *summary(results, threshold), "", *table(results)]
+             f"{ {'deploy': 'deployed', 'keep': 'kept out', 'train': 'trained and tested'}[how] }; drift "
+             f"threshold {threshold})", "", *summary(results, threshold), "", *table(results)]
+    if args.title:
+        lines = [f"## {args.title}", "", *lines]
     print("\n".join(lines))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(lines) + "\n")
+        before = args.out.read_text() + "\n" if args.append and args.out.exists() else ""
+        args.out.write_text(before + "\n".join(lines) + "\n")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
 

@@ -41,6 +41,7 @@ from adapters.storage import ObjectStore
 from adapters.tracking import Tracker
 from domain import events, policy, topology
 from domain.settings import Settings, settings
+from processors.sealer import snapshot_prefix
 from ml import ALLOCATOR_ENV
 from projections.views import PipelineViews
 
@@ -171,8 +172,10 @@ class Pipeline:
         deployed = self.views.registry.deployed
 
         async with self.stage(version, "validate") as summary:
-            result = await in_child(
-                validation.validate, snapshot, sealed.manifest, reference, self.params["validation"])
+            rejected = [self.fetch_dir(snapshot_prefix(self.store, name), "snapshots", name)
+                        for name in self.views.catalog.rejected]
+            result = await in_child(validation.validate, snapshot, sealed.manifest, reference,
+                                    self.params["validation"], None, rejected)
             report_dir = self.local_dir("reports", version)
             report = validation.write_report(result, report_dir)
             report_key = self.store.key("reports", version, report.name)

@@ -74,25 +74,31 @@ class RegistryView(View):
 
 
 class CatalogView(View):
-    """The current data catalog: the merge of every valid version so far, and the most recently judged
+    """The current data catalog: the merge of every valid version so far; the most recently judged
     valid period (the new transactions of the last valid version that brought any), which the next
-    version's drift is compared with."""
+    version's drift is compared with; and the versions rejected, whose entities later versions name."""
 
     def __init__(self) -> None:
         super().__init__()
         self.current: events.CatalogPublished | None = None
         self.judged_period: dict[str, Any] | None = None  # {"version", "transaction": [first, last], ...}
+        self.rejected: list[str] = []  # versions rejected by validation, in log order
+
+    def on_ValidationFinished(self, event: events.ValidationFinished) -> None:
+        if not event.valid:
+            self.rejected.append(event.version)
 
     def on_CatalogPublished(self, event: events.CatalogPublished) -> None:
         self.current = event
         self.judged_period = policy.judged_period(self.judged_period, event.version, event.new_period)
 
     def state(self) -> dict[str, Any]:
-        return {"current": _dump(self.current), "judged_period": self.judged_period}
+        return {"current": _dump(self.current), "judged_period": self.judged_period, "rejected": self.rejected}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.current = _load(state["current"])
         self.judged_period = state.get("judged_period")
+        self.rejected = list(state.get("rejected", []))
 
 
 class MonitoringView(View):

@@ -102,9 +102,13 @@ def _client_features(tx: pl.DataFrame, days: int) -> pl.DataFrame:
 
 
 def _client_mix(tx: pl.DataFrame, people: pl.DataFrame, segments: pl.DataFrame) -> pl.DataFrame:
+    """The profiles of the clients active in the period. A client the service holds no profile or no
+    segment of (they came in a rejected version) says nothing about the mix and is left out: counted
+    as "missing", a few percent of clients absent from every reference read as the whole mix drifting
+    (measured: 0.75 to 1.0 on the version after a rejected one, bench/decisions.py)."""
     active = tx.select("user_id").unique()
-    return (active.join(people.unique("user_id", keep="last"), on="user_id", how="left")
-            .join(segments.unique("user_id", keep="last"), on="user_id", how="left")
+    return (active.join(people.unique("user_id", keep="last"), on="user_id", how="inner")
+            .join(segments.unique("user_id", keep="last"), on="user_id", how="inner")
             .select(pl.col("segment").str.extract(r"^(\S+)").fill_null("missing").alias("segment_code"),
                     pl.col("age_bucket").fill_null("missing"), pl.col("region_size").fill_null("missing"),
                     pl.col("vip_status").fill_null("missing")))

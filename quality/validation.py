@@ -1,7 +1,8 @@
 """Validation of a sealed version with Great Expectations: is it usable for the catalog and the model?
 
-Every rate is measured on the version's new part (quality/new_part.py): the rows the catalog of the
-last valid version does not hold yet. A version that re-sends everything so far is judged by what it
+Every rate on the data is measured on the version's new part (quality/new_part.py): the rows the
+catalog of the last valid version does not hold yet (the delivery checks, from the manifest, are of the
+delivery as a whole). A version that re-sends everything so far is judged by what it
 brings, as one that sends only new rows is: a year of clean history cannot dilute a broken month below a
 threshold. The rows it re-sends are judged by how many of them changed. The report says which rows
 were judged (`judged`: per table, rows, new rows, changed rows, the delivery, the new period).
@@ -76,8 +77,8 @@ LINKS = [("transaction", "user_id", "people", "user_id", True),
          ("offer_activation", "user_id", "people", "user_id", False)]
 # End dates at or after this year are open-ended sentinels (5999-01-01), not errors.
 SENTINEL_YEAR = 2900
-DEFAULTS = {"max_null_key_rate": 0.01, "max_orphan_rate": 0.15, "max_duplicate_rate": 0.01,
-            "max_row_count_drop": 0.5, "max_profile_flip_rate": 0.3, "min_date": "2000-01-01",
+DEFAULTS = {"max_null_key_rate": 0.01, "max_orphan_rate": 0.05, "max_duplicate_rate": 0.01,
+            "max_row_count_drop": 0.5, "max_profile_flip_rate": 0.05, "min_date": "2000-01-01",
             "max_future_days": 400, "max_unparseable_rate": 0.01, "max_new_domain_rate": 0.2,
             "max_unknown_brand_rate": 0.5, "max_changed_row_rate": 0.1, "min_pair_repeat_ratio": 0.5,
             "collapse_top_share": 0.9, "max_categories_first_version": 500, "max_bad_date_rate": 0.01,
@@ -255,8 +256,12 @@ def _values(frame: pl.DataFrame | None, column: str) -> pl.Series:
 
 
 def validate(snapshot: Path, manifest: dict, reference: Path | None, params: dict,
-             today: dt.date | None = None) -> ValidationResult:
-    """Validate one version's snapshot against the catalog of the last valid version (None: first)."""
+             today: dt.date | None = None, rejected: list[Path] | tuple[Path, ...] = ()) -> ValidationResult:
+    """Validate one version's snapshot against the catalog of the last valid version (None: first).
+    `rejected`: the snapshots of the versions rejected so far. The clients, merchants and offers they
+    delivered count as known to the integrity checks: they were sent, only their version was refused,
+    and later versions still name them (a rejected version's newcomers keep transacting, its merchants
+    keep their offers); otherwise one rejected version would make orphans of every later one."""
     started = dt.datetime.now()
     params = {**DEFAULTS, **(params or {})}
     runner = _Runner(params)
@@ -271,7 +276,8 @@ def validate(snapshot: Path, manifest: dict, reference: Path | None, params: dic
     _delivery(runner, manifest, parts, refs, reference is None, full)
     for table, frame in frames.items():
         _table_checks(runner, table, frame, refs.get(table))
-    _integrity(runner, frames, refs)
+    _integrity(runner, frames, refs, {t: [f for d in rejected if (f := _read(d, t, [c])) is not None]
+                                      for t, c in {(target, column) for _, _, target, column, _ in LINKS}})
     if refs:
         # The interaction tables are checked by now and the cross-version checks do not read them
         # (~0.6 GB of a first full-scale version, at the validation's peak).
@@ -321,10 +327,10 @@ def _delivery(runner: _Runner, manifest: dict, parts: dict, refs: dict, first: b
                       f"{t}: all {n} batches received" if ok else
                       f"{t}: {len(m)} of {n} batches never arrived (missing batch numbers: "
                       f"{', '.join(map(str, m[:10]))}{' ...' if len(m) > 10 else ''})")
-        # An unparseable value became null, so its row is one the catalog does not hold: new, or (keyed)
-        # an old row changed. The rate is of those rows: the version's new part, not its re-sent history.
-        part = parts.get(table)
-        rows = max(1, min(part.rows, part.new_rows + part.changed_rows) if part else int(meta.get("rows") or 0))
+        # Of every row the version sends: the manifest counts unparseable values per column, not per row,
+        # and an old row re-sent as it was (unparseable then and now) is no new damage. Unparseable values
+        # become nulls, which the null checks count on the new rows.
+        rows = max(1, int(meta.get("rows") or (parts[table].rows if table in parts else 0)))
         bad = meta.get("unparseable") or {}
         shares = pd.DataFrame({"column": list(bad) or ["*"],
                                "share": [n / rows for n in bad.values()] or [0.0]})
@@ -459,14 +465,15 @@ def _yyyymmdd(day: dt.date) -> int:
 
 # ---------------------------------------------------------------- referential integrity
 
-def _integrity(runner: _Runner, frames: dict, refs: dict) -> None:
+def _integrity(runner: _Runner, frames: dict, refs: dict, delivered: dict[str, list[pl.DataFrame]]) -> None:
     """Referential integrity as rates, against this version and everything valid before it."""
     params = runner.params
     for table, column, target, target_column, critical in LINKS:
         frame = frames.get(table)
         if frame is None or frame.height == 0 or (target not in frames and target not in refs):
             continue
-        known = pl.concat([_values(frames.get(target), target_column), _values(refs.get(target), target_column)])
+        known = pl.concat([_values(frames.get(target), target_column), _values(refs.get(target), target_column),
+                           *(_values(frame, target_column) for frame in delivered.get(target, []))])
         values = frame[column]
         orphan = values.is_not_null() & ~values.is_in(known.unique().implode())
         runner.flag(f"{table}.{column}_in_{target}", table, orphan, params["max_orphan_rate"], critical,

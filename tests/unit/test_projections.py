@@ -184,3 +184,34 @@ def test_checkpoint_past_the_end_of_the_log_is_discarded(tmp_path, monkeypatch):
     fresh = PipelineViews()
     asyncio.run(runtime.Checkpointed(fresh, follower, Checkpoint(stored.path)).restore(None))
     assert fresh.position == 0 and fresh.experiments.runs == [] and not stored.path.exists()
+
+
+def test_catalog_view_keeps_the_judged_period_and_every_rejected_version():
+    def published(version, period):
+        return events.CatalogPublished(version=version, catalog_prefix=f"lal/catalog/{version}", content_hash="h",
+                                       stats={}, new_period=period)
+
+    def validated(version, valid):
+        return events.ValidationFinished(version=version, valid=valid, checks_total=1, checks_passed=int(valid),
+                                         checks_failed=int(not valid), failed_checks=[])
+
+    views = PipelineViews()
+    log = [validated("v1", True), published("v1", {"transaction": ["2024-06-01", "2025-05-31"]}),
+           validated("v2", False), validated("v3", True), published("v3", {"transaction": ["2025-07-01", "2025-07-31"],
+                                                                          "receipts": ["2025-07-01", "2025-07-30"]}),
+           validated("v4", True), published("v4", {}),   # a re-send that brought nothing new
+           validated("v5", False)]
+    for offset, event in enumerate(log):
+        views.apply(offset, event.to_bytes())
+    assert views.catalog.current.version == "v4"
+    assert views.catalog.judged_period == {"version": "v3", "transaction": ["2025-07-01", "2025-07-31"],
+                                           "receipts": ["2025-07-01", "2025-07-30"]}
+    assert views.catalog.rejected == ["v2", "v5"]  # their entities stay known to later versions
+
+
+def test_a_failed_version_changed_nothing_and_says_why():
+    views = PipelineViews()
+    views.apply(0, events.PipelineFailed(version="v7", stage="train", error="MemoryError: boom",
+                                         finished_at="t").to_bytes())
+    assert views.monitoring.actions == {"v7": "skipped"} and views.monitoring.last_action == "skipped"
+    assert views.monitoring.last_decision["failed"] and "train" in views.monitoring.last_decision["reason"]
