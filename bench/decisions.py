@@ -19,8 +19,10 @@ deploy test can go; `--train` trains and applies the deploy test itself (slow: m
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -100,8 +102,23 @@ def _validation_margin(result):
     return min(measured, key=relative, default=None)
 
 
-def run_series(work: Path, scale: str, seed: int, mode: str, series: list[str], deploy: str) -> list[Judged]:
-    """Generate the series and take each version through validate, merge, drift and the policy."""
+def _content_key(key: str, version: Path) -> str:
+    """`key` extended by the version's files: series whose versions so far are the same bytes share it."""
+    digest = hashlib.sha256(key.encode())
+    for path in sorted(version.glob("*")):
+        if path.is_file():
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:24]
+
+
+def run_series(work: Path, cache: Path, scale: str, seed: int, mode: str, series: list[str],
+               deploy: str) -> list[Judged]:
+    """Generate the series and take each version through validate, merge, drift and the policy.
+
+    What a version leaves behind (its catalog, its sealed snapshot, the state after it) is kept in
+    `cache` under the bytes of the versions so far: series that start alike (every kind after the same
+    position, unless it changes the generated world) judge their common start once."""
     import datagen
     from ml.catalog import merge
     from quality.drift import evaluate_drift
@@ -109,40 +126,57 @@ def run_series(work: Path, scale: str, seed: int, mode: str, series: list[str], 
 
     params = load_params()
     versions = datagen.generate_series(work / "gen", scale, seed, series, mode)
-    catalog = initial = deployed = period = model = None
-    rejected: list[Path] = []  # snapshots rejected so far
-    judged = []
+    state: dict = {"catalog": None, "initial": None, "deployed": None, "period": None, "model": None,
+                   "rejected": []}  # paths as text, the judged period, snapshots rejected so far
+    judged, key = [], f"{mode}:{deploy}"
     for index, version in enumerate(versions):
+        key = _content_key(key, version)
+        done = cache / key
+        if (done / "state.json").exists():
+            saved = json.loads((done / "state.json").read_text())
+            state, row = saved["state"], Judged(**saved["row"])
+            row.kind, row.expected = scenarios.canonical(series[index]), scenarios.expected_action(series, index)
+            judged.append(row)
+            continue
+        step = cache / f"{key}.{os.getpid()}"  # written aside, then moved in whole
+        shutil.rmtree(step, ignore_errors=True)
+        catalog, initial, deployed, model = (Path(state[k]) if state[k] else None
+                                             for k in ("catalog", "initial", "deployed", "model"))
         name = version.name
-        snapshot, manifest = seal(version, work / "sealed" / name)
-        result = validate(snapshot, manifest, catalog, params["validation"], None, rejected)
+        snapshot, manifest = seal(version, step / "sealed")
+        result = validate(snapshot, manifest, catalog, params["validation"], None,
+                          [Path(p) for p in state["rejected"]])
         check = _validation_margin(result)
         row = Judged(name, scenarios.canonical(series[index]), scenarios.expected_action(series, index), "", result.valid)
         if check is not None:
             row.check, row.check_margin, row.observed, row.limit = check.name, check.margin, check.observed, check.limit
         if not result.valid:
             row.action = policy.decide(False, deployed is not None, None).action.value
-            rejected.append(snapshot)
-            judged.append(row)
-            continue
-        merged = work / "catalog" / name
-        merge(catalog, snapshot, merged)
-        verdict = None
-        if deployed is not None:
-            drift = evaluate_drift(initial, snapshot, params["drift"], work / "reports" / name, catalog, period,
-                                   deployed if deployed != initial else None)
-            verdict = policy.drift_verdict(drift.scores, float(params["drift"]["threshold"]))
-            row.scores, row.drift_margin = verdict.scores, round(verdict.score - verdict.threshold, 4)
-        decision = policy.decide(True, deployed is not None, verdict)
-        row.action = decision.action.value
-        if decision.train:
-            row.deployed = _deploy(deploy, decision, merged, work / "models" / name, model, params)
-            if row.deployed:
-                deployed, model = merged, work / "models" / name
-                initial = initial or merged
-        period = policy.judged_period(period, name, {t: p["new_period"] for t, p in result.judged.items()
-                                                     if p.get("new_period")})
-        catalog = merged
+            state["rejected"] = state["rejected"] + [str(done / "sealed")]
+        else:
+            merged = step / "catalog"
+            merge(catalog, snapshot, merged)
+            verdict = None
+            if deployed is not None:
+                drift = evaluate_drift(initial, snapshot, params["drift"], step / "reports", catalog, state["period"],
+                                       deployed if deployed != initial else None)
+                verdict = policy.drift_verdict(drift.scores, float(params["drift"]["threshold"]))
+                row.scores, row.drift_margin = verdict.scores, round(verdict.score - verdict.threshold, 4)
+            decision = policy.decide(True, deployed is not None, verdict)
+            row.action = decision.action.value
+            if decision.train:
+                row.deployed = _deploy(deploy, decision, merged, step / "model", model, params)
+                if row.deployed:
+                    state["deployed"], state["model"] = str(done / "catalog"), str(done / "model")
+                    state["initial"] = state["initial"] or str(done / "catalog")
+            state["period"] = policy.judged_period(state["period"], name, {
+                t: p["new_period"] for t, p in result.judged.items() if p.get("new_period")})
+            state["catalog"] = str(done / "catalog")
+        (step / "state.json").write_text(json.dumps({"state": state, "row": vars(row)}, default=str))
+        if done.exists():  # the other worker judged the same bytes meanwhile: theirs is as good
+            shutil.rmtree(step, ignore_errors=True)
+        else:
+            step.rename(done)
         judged.append(row)
     return judged
 
@@ -164,14 +198,14 @@ def _deploy(how: str, decision: policy.Decision, catalog: Path, out: Path, deplo
 
 
 def _task(args: tuple) -> dict:
-    scale, seed, mode, position, kind, deploy = args
+    scale, seed, mode, position, kind, deploy, cache = args
     drift_before = "drift_receipts" if kind == "drift_behaviour" else "drift_behaviour"
     series = (kind.split("+") if position == "series" else
               [name.format(drift=drift_before) for name in POSITIONS[position]] + [kind])
     work = Path(tempfile.mkdtemp(prefix="decisions-"))
     started = time.perf_counter()
     try:
-        judged = run_series(work, scale, seed, mode, series, deploy)
+        judged = run_series(work, cache, scale, seed, mode, series, deploy)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"scale": scale, "seed": seed, "mode": mode, "position": position, "kind": kind, "series": series,
@@ -248,7 +282,8 @@ def main() -> None:
     cases = ([("series", series) for series in args.series.split(",")] if args.series else
              [(position, kind) for position in args.positions.split(",") for kind in args.kinds.split(",")
               if not (position == "first" and kind == "return")])
-    tasks = [(args.scale, seed, mode, position, kind, how) for mode in args.modes.split(",")
+    cache = Path(tempfile.mkdtemp(prefix="decisions-cache-"))
+    tasks = [(args.scale, seed, mode, position, kind, how, cache) for mode in args.modes.split(",")
              for seed in map(int, args.seeds.split(",")) for position, kind in cases]
     started = time.perf_counter()
     results = []
@@ -259,6 +294,7 @@ def main() -> None:
             print(f"{result['mode']:10} {result['position']:17} {result['kind']:34} {last['expected']:9} "
                   f"{last['action']:9} {'ok' if last['right'] else 'WRONG':5} {last['check']} "
                   f"{_fmt(last['check_margin'])} {last['scores']} {result['seconds']}s", flush=True)
+    shutil.rmtree(cache, ignore_errors=True)
     threshold = float(load_params()["drift"]["threshold"])
     command = "python bench/decisions.py " + " ".join(sys.argv[1:])
     lines = [f"`{command}` ({len(tasks)} series, {time.perf_counter() - started:.0f} s, retrains taken as "
