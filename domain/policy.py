@@ -25,11 +25,11 @@ world and B, C moved ones, every position comes out as the world says:
     it is judged against the last valid ones: A -> none, B (the world moved meanwhile) -> retrained
   - after a retrain whose model was not deployed: the previous period is the drifted one, so the same
     distribution again is not a drift; one noisy hold-out comparison costs nothing downstream.
-Why not one reference. The previous period alone flags every return to the usual world. The deployed
-model's data alone flags every version of a lasting drift until a model is deployed on it, and, once
-several drifted months are in its catalog, a return too (measured: a return after four drifted
-versions scored 0.333 against it, with everything-so-far delivery, bench/decisions.py). The rule's
-blind spot is a slow drift whose every monthly step stays under the threshold.
+Why not fewer. The previous period alone flags every return to the usual world. The deployed model's
+data alone flags every version of a lasting drift (its catalog is still mostly the usual world after a
+retrain on the first drifted month), and once several drifted months are in it, a return to the usual
+world can read as unlike it too. The rule's blind spot is a slow drift whose every monthly step stays
+under the threshold.
 
 Deploy (`deploy_decision`). The candidate and the deployed model are scored on the same hold-out
 offers (AP@100 per offer, paired). The candidate is deployed unless it is worse beyond the noise of

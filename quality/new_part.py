@@ -19,7 +19,9 @@ such a row would only be taken for one the catalog holds. Keys are compared exac
 Memory: everything is lazy and runs on polars' streaming engine; the catalog's side of every join is
 its row hashes (8 bytes a row) or, for the keys, only the keys the version's differing rows carry (the
 semi-join is built on those and streams the catalog), and only new and changed rows are materialised.
-A full-scale full snapshot (12M transactions against a 10.7M-row catalog) is split in ~0.6 GB.
+A full-scale full snapshot is split table by table in ~0.8 GB: 12.0M transactions against a 10.7M-row
+catalog 825 MB and 12 s, 18.3M offer views against 13.6M 774 MB and 12 s (peak resident memory of
+the process, measured with /usr/bin/time on the generator's full-scale v3).
 """
 from __future__ import annotations
 
