@@ -137,11 +137,12 @@ def generate_series(out_dir: Path | str, scale: str = "tiny", seed: int = 42,
     paths = []
     for era, scenario in enumerate(scenarios):
         last_month = HISTORY_MONTHS - 1 + era
-        # The first era this version delivers as new rows: its own, or (redeliver) the first of the
-        # corrupted versions right before it.
-        since = era
-        while mode == "redeliver" and since > 1 and scenario_kinds.is_corruption(scenarios[since - 1]):
-            since -= 1
+        # The first era the service will take as new: this version's own, or the first of the corrupted
+        # (so never accepted) versions right before it, when this version re-sends their months.
+        unaccepted = era
+        while unaccepted > 1 and scenario_kinds.is_corruption(scenarios[unaccepted - 1]):
+            unaccepted -= 1
+        since = unaccepted if mode == "redeliver" else era  # the first era an increment delivers
         for future in range(1, HOLDOUT_MONTHS + 1):
             timeline.month(last_month + future)
         all_tx = _concat([timeline.month(m)["transaction"] for m in range(0, last_month + 1)])
@@ -187,8 +188,10 @@ def generate_series(out_dir: Path | str, scale: str = "tiny", seed: int = 42,
                     "first_date": str(month_start(FIRST_MONTH, delivered("transaction")[0][0]))}
         if mode == "corrections" and era:
             tables["transaction"], manifest["corrected_rows"] = _correct(tables["transaction"], own_month, rng)
-        # What the service will see as new: the version's own month, and the months it re-delivers.
-        new_since = month_start(FIRST_MONTH, HISTORY_MONTHS - 1 + since) if era else None
+        # What the service will see as new: the version's own month, and the months of corrupted versions
+        # before it that it re-sends (whole or re-delivered).
+        resends = mode == "redeliver" or delivered("transaction")[0][0] == 0
+        new_since = month_start(FIRST_MONTH, HISTORY_MONTHS - 1 + (unaccepted if resends else era)) if era else None
         tables, manifest = scenario_kinds.corrupt(scenario, tables, manifest, world, rng, new_since=new_since)
         path = out_dir / f"v{era + 1}"
         shutil.rmtree(path, ignore_errors=True)

@@ -108,9 +108,6 @@ class Decision:
     first_model: bool
     reason: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "action": self.action.value}
-
 
 def decide(valid: bool, has_model: bool, drift: DriftVerdict | None) -> Decision:
     """What to do with a version, from its validation, whether a model is deployed, and its drift."""

@@ -319,7 +319,7 @@ class Pipeline:
             version=version, valid=valid, action_taken=decision.action.value,
             data_version=version if valid else self.views.progress.last_valid_version, finished_at=now(),
             first_model=decision.first_model,
-            decision={**decision.to_dict(), "valid": valid,
+            decision={"reason": decision.reason, "trained": decision.train,
                       "drift": verdict.to_dict() if verdict is not None else None, "deploy": comparison}))
 
 
