@@ -3,15 +3,17 @@ judged by the pipeline's own stage functions (validate, merge, drift, the policy
 
     python bench/decisions.py --scale small --modes increment,full --seeds 1 --jobs 2 --out docs/decisions.md
 
-For each mode, position and kind, one generated series: the position's versions, then the kind. Each
-version is sealed as the sealer would (dropped batches removed and listed in the manifest), validated
-against the last valid catalog, merged, compared for drift with the known worlds (the previous valid
-period, what the first and the deployed model learnt from), and decided by domain/policy.py. Every version of every series is checked
-against what the generator did (`expected`); the table shows the last one of each series, with the
-margin of each score from its threshold:
+For each mode, position and kind, one generated series: the position's versions, then the kind
+(`--series` runs whole series instead). Each version is sealed as the sealer would (dropped batches
+removed and listed in the manifest), validated against the last valid catalog (with the snapshots of
+the versions rejected so far), merged, compared for drift with the known worlds (the previous valid
+period, what the first and the deployed model learnt from), and decided by domain/policy.py. Every
+version of every series is checked against what the generator did (`datagen.scenarios.expected_action`);
+the table shows the last one of each series (every one of a `--series`), with the margin of each score
+from its threshold:
   - validation: the failed critical check furthest past its limit, or (valid) the critical check
-    closest to its limit; positive = passed by that much, negative = failed by that much;
-  - drift: the decisive score (the smaller of the two) minus the threshold, and both scores.
+    closest to its limit relative to it; positive = passed by that much, negative = failed by that much;
+  - drift: the scores made, in the rule's order, and the decisive one (the smallest) minus the threshold.
 Training is not run by default: a retrain is taken as deployed (the deployed model's catalog moves to
 it); `--keep-model` takes every retrain as kept out (the first model stays deployed), the other way the
 deploy test can go; `--train` trains and applies the deploy test itself (slow: minutes a retrain).
@@ -147,7 +149,8 @@ def run_series(work: Path, cache: Path, scale: str, seed: int, mode: str, series
         result = validate(snapshot, manifest, catalog, params["validation"], None,
                           [Path(p) for p in state["rejected"]])
         check = _validation_margin(result)
-        row = Judged(name, scenarios.canonical(series[index]), scenarios.expected_action(series, index), "", result.valid)
+        row = Judged(name, scenarios.canonical(series[index]), scenarios.expected_action(series, index), "",
+                     result.valid)
         if check is not None:
             row.check, row.check_margin, row.observed, row.limit = check.name, check.margin, check.observed, check.limit
         if not result.valid:
@@ -209,7 +212,8 @@ def _task(args: tuple) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"scale": scale, "seed": seed, "mode": mode, "position": position, "kind": kind, "series": series,
-            "judged": [vars(j) | {"right": j.right} for j in judged], "seconds": round(time.perf_counter() - started, 1)}
+            "judged": [vars(j) | {"right": j.right} for j in judged],
+            "seconds": round(time.perf_counter() - started, 1)}
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:

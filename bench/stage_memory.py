@@ -32,7 +32,8 @@ from quality import drift, validation  # noqa: E402
 
 
 async def run(reference: Path, snapshot: Path, out: Path, with_training: bool, baseline: Path | None,
-              initial: Path | None = None, deployed: Path | None = None, previous: list[str] | None = None) -> list[dict]:
+              initial: Path | None = None, deployed: Path | None = None,
+              previous: list[str] | None = None) -> list[dict]:
     params = load_params()
     manifest_file = snapshot / "manifest.json"
     manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else {"version": snapshot.name}

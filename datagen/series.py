@@ -155,8 +155,8 @@ def generate_series(out_dir: Path | str, scale: str = "tiny", seed: int = 42,
                 return (range(0, last_month + 1), world.user_since <= era, pl.col("since") <= era + 1,
                         range(HISTORY_MONTHS - OFFER_MONTHS_BEFORE, last_month + 2))
             return (range(HISTORY_MONTHS - 1 + since, last_month + 1),
-                    (world.user_since >= since) & (world.user_since <= era), pl.col("since").is_between(since + 1, era + 1),
-                    range(HISTORY_MONTHS + since, last_month + 2))
+                    (world.user_since >= since) & (world.user_since <= era),
+                    pl.col("since").is_between(since + 1, era + 1), range(HISTORY_MONTHS + since, last_month + 2))
 
         def clients(table: str) -> pl.Expr:
             return pl.col("user_id").is_in(pl.Series(world.user_ids[delivered(table)[1]]).implode())

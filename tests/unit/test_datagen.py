@@ -335,4 +335,5 @@ def test_redelivery_resends_the_broken_month_after_it(deliveries):
     assert months(plain) == [8] and months(redelivered) == [7, 8]
     broken = read(deliveries["redeliver"][2], "transaction")
     clean = read(redelivered, "transaction").filter(pl.col("event_date").dt.month() == 7)
-    assert clean["transaction_id"].sort().equals(broken["transaction_id"].sort()) and clean["event_date"].min().year == 2025
+    assert clean["transaction_id"].sort().equals(broken["transaction_id"].sort())
+    assert clean["event_date"].min().year == 2025
