@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -300,7 +301,7 @@ def main() -> None:
                   f"{_fmt(last['check_margin'])} {last['scores']} {result['seconds']}s", flush=True)
     shutil.rmtree(cache, ignore_errors=True)
     threshold = float(load_params()["drift"]["threshold"])
-    command = "python bench/decisions.py " + " ".join(sys.argv[1:])
+    command = shlex.join(["python", "bench/decisions.py", *sys.argv[1:]])
     lines = [f"`{command}` ({len(tasks)} series, {time.perf_counter() - started:.0f} s, retrains taken as "
              f"{ {'deploy': 'deployed', 'keep': 'kept out', 'train': 'trained and tested'}[how] }; drift "
              f"threshold {threshold})", "", *summary(results, threshold), "", *table(results)]
