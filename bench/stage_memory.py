@@ -1,12 +1,14 @@
 """Time and peak memory of each heavy pipeline stage on given data, run and measured as the pipeline does.
 
     python bench/stage_memory.py --reference CATALOG --snapshot SNAPSHOT --out DIR [--train [--baseline MODEL]]
+        [--initial CATALOG] [--deployed CATALOG] [--previous FIRST,LAST]
 
 CATALOG is a merged catalog (the pipeline's `catalog/<version>` directory), SNAPSHOT a sealed version's
 tables (`snapshots/<version>`, or another catalog to stand for a full snapshot: all data so far). Each
 stage runs in its own process forked from the pipeline's stage server (`processors.pipeline.in_child`),
 so a figure here is the one the pipeline logs for that stage: validation of the snapshot against the
-catalog, the merge into DIR/catalog, the serving bundle, drift against the catalog, and with --train
+catalog, the merge into DIR/catalog, the serving bundle, drift against every reference given (the
+previous period FIRST..LAST of CATALOG, --initial, default CATALOG, and --deployed), and with --train
 the training on the merged catalog (with --baseline, a deployed model's .cbm file, also that model
 scored on the same hold-out, as a retrain does). The process's peak resident memory includes the fork server's
 shared pages (~0.3 GB), which a container limit counts once for all processes.
@@ -29,7 +31,9 @@ from processors.pipeline import measured_in_child, start_stage_server  # noqa: E
 from quality import drift, validation  # noqa: E402
 
 
-async def run(reference: Path, snapshot: Path, out: Path, with_training: bool, baseline: Path | None) -> list[dict]:
+async def run(reference: Path, snapshot: Path, out: Path, with_training: bool, baseline: Path | None,
+              initial: Path | None = None, deployed: Path | None = None,
+              previous: list[str] | None = None) -> list[dict]:
     params = load_params()
     manifest_file = snapshot / "manifest.json"
     manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else {"version": snapshot.name}
@@ -42,8 +46,9 @@ async def run(reference: Path, snapshot: Path, out: Path, with_training: bool, b
         ("merge", catalog.merge, (reference, snapshot, merged),
          lambda r: f"{r['transaction']:,} transactions, {r['offer_seens']:,} offer views"),
         ("bundle", serving.build_bundle, (merged, merged / "bundle"), lambda r: f"{r['user_brand_pairs']:,} pairs"),
-        ("drift", drift.evaluate_drift, (reference, snapshot, params["drift"], out / "reports"),
-         lambda r: f"score {r.drift_score:.3f}"),
+        ("drift", drift.evaluate_drift, (initial or reference, snapshot, params["drift"], out / "reports", reference,
+                                         {"transaction": previous} if previous else None, deployed),
+         lambda r: f"score {r.drift_score:.3f} {r.scores}"),
     ]
     if with_training:
         stages.append(("train", train.train, (merged, out / "model", params["model"], int(params["seed"]), baseline),
@@ -67,9 +72,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="scratch directory (replaced)")
     parser.add_argument("--train", action="store_true", help="also train on the merged catalog")
     parser.add_argument("--baseline", type=Path, default=None, help="a deployed model file to score as well")
+    parser.add_argument("--initial", type=Path, default=None, help="drift: the first model's catalog")
+    parser.add_argument("--deployed", type=Path, default=None, help="drift: the deployed model's catalog")
+    parser.add_argument("--previous", default=None, help="drift: the previous period of CATALOG, FIRST,LAST")
     args = parser.parse_args()
     start_stage_server()
-    rows = asyncio.run(run(args.reference, args.snapshot, args.out, args.train, args.baseline))
+    rows = asyncio.run(run(args.reference, args.snapshot, args.out, args.train, args.baseline, args.initial,
+                           args.deployed, args.previous.split(",") if args.previous else None))
     print(json.dumps(rows))
 
 

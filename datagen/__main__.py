@@ -4,6 +4,7 @@ import argparse
 import time
 
 from datagen import SCENARIOS, generate_series
+from datagen.series import MODES
 
 
 def unit_interval(text: str) -> float:
@@ -18,7 +19,7 @@ parser.add_argument("--scale", choices=["tiny", "small", "full"], default="tiny"
 parser.add_argument("--seed", type=int, default=42)
 parser.add_argument("--out", required=True)
 parser.add_argument("--series", default="base,same", help=f"comma-separated, from {sorted(SCENARIOS)}")
-parser.add_argument("--mode", choices=["increment", "full"], default="increment")
+parser.add_argument("--mode", choices=MODES, default="increment")
 parser.add_argument("--visibility", type=unit_interval, default=0.0,
                     help="how much of a first purchase the data shows: 0 the original world, 1 a ladder of visible fit")
 parser.add_argument("--targeting", type=unit_interval, default=1.0,

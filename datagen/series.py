@@ -13,7 +13,7 @@ import polars as pl
 from datagen import scenarios as scenario_kinds
 from datagen.oracle import Exposure, MonthSpan, Oracle
 from datagen.simulate import EPOCH, Boost, Simulator, day_number
-from datagen.world import Behaviour, World, build_world, load_texts, month_start
+from datagen.world import AMOUNT_BUCKETS, Behaviour, World, build_world, load_texts, month_start
 from domain.tables import TABLES
 
 FIRST_MONTH = dt.date(2024, 6, 1)
@@ -22,6 +22,15 @@ OFFER_MONTHS_BEFORE = 2      # offers (and who saw them) exist for the last two 
 WORLD_EXTRA_ERAS = 2         # eras of newcomers and brands drawn past the series' end (the world's draws depend on it)
 FAR_MONTHS = 3               # a version also announces the offers of the month starting two months after its cut
 FUTURE_MONTHS = 5            # months after the cut whose transactions are held out: every window is clipped there
+# How versions after the first are delivered:
+#   increment    only new rows: the version's month, its new clients, merchants and offers;
+#   full         everything so far;
+#   corrections  everything so far, with a few old transactions corrected (CORRECTED_SHARE);
+#   mixed        a different mode per table (MIXED_FULL tables everything so far, the rest only new rows);
+#   redeliver    only new rows, and a version right after corrupted ones re-sends their months too.
+MODES = ("increment", "full", "corrections", "mixed", "redeliver")
+MIXED_FULL = {"people", "transaction", "merchant", "offer_seens", "offer_reward"}
+CORRECTED_SHARE = 0.002
 
 
 def _typed(table: str, frame: pl.DataFrame) -> pl.DataFrame:
@@ -93,19 +102,23 @@ class Timeline:
         return self.month(index)["offer"].filter((pl.col("start_date") >= month_start(FIRST_MONTH, index))
                                                  & pl.col("merchant_id_offer").is_in(known))
 
-    def offer_rows(self, era: int, mode: str) -> pl.DataFrame | None:
-        """The offer rows version `era` delivers: every month's offers up to the next one, plus the far
-        offers announced so far; an increment leaves out what earlier versions delivered."""
+    def offer_rows(self, era: int, whole: bool, since: int) -> pl.DataFrame | None:
+        """The offer rows version `era` delivers. Whole: every month's offers up to the next one (the
+        held-out fresh ones), plus the far offers announced so far. Otherwise what versions `since`..`era`
+        announced: each one's next month (less what was announced early) and its far offers."""
         last_month = HISTORY_MONTHS - 1 + era
-        if mode == "full" or era == 0:
+        if whole:
             months = range(HISTORY_MONTHS - OFFER_MONTHS_BEFORE, last_month + 2)
             early = [self.far_offers(e) for e in range(max(0, era - 1), era + 1)]
             return _concat([self.month(m)["offer"] for m in months] + early)
-        next_month = self.month(last_month + 1)["offer"]
-        if era >= 2:  # part of next month was announced two versions ago
-            next_month = next_month.join(self.far_offers(era - 2).select("offer_id", "merchant_id_offer"),
-                                         on=["offer_id", "merchant_id_offer"], how="anti", maintain_order="left")
-        return _concat([next_month, self.far_offers(era)])
+        rows = []
+        for announcing in range(since, era + 1):
+            next_month = self.month(HISTORY_MONTHS + announcing)["offer"]
+            if announcing >= 2:  # part of that month was announced two versions before
+                next_month = next_month.join(self.far_offers(announcing - 2).select("offer_id", "merchant_id_offer"),
+                                             on=["offer_id", "merchant_id_offer"], how="anti", maintain_order="left")
+            rows += [next_month, self.far_offers(announcing)]
+        return _concat(rows)
 
 
 def _concat(frames: list[pl.DataFrame | None]) -> pl.DataFrame | None:
@@ -130,6 +143,19 @@ def _rewards(activations: pl.DataFrame | None, offers: pl.DataFrame | None, merc
     return pl.concat([rewarded, duplicates])  # the real table carries exact duplicates
 
 
+def _correct(transactions: pl.DataFrame, before: dt.date, rng: np.random.Generator) -> tuple[pl.DataFrame, int]:
+    """A few old transactions (dated before `before`) re-sent corrected: their amount moves one bucket
+    along the bucket order of AMOUNT_BUCKETS, as a late correction by the bank would."""
+    old = (transactions["event_date"] < before).to_numpy()
+    corrected = old & (rng.random(transactions.height) < CORRECTED_SHARE)
+    order = {bucket: index for index, bucket in enumerate(AMOUNT_BUCKETS)}
+    moved = pl.col("amount_bucket").replace_strict(order, default=None).add(1).mod(len(AMOUNT_BUCKETS))
+    frame = transactions.with_columns(
+        pl.when(pl.Series(corrected)).then(moved.replace_strict(dict(enumerate(AMOUNT_BUCKETS)), default=None))
+        .otherwise(pl.col("amount_bucket")).alias("amount_bucket"))
+    return frame, int(corrected.sum())
+
+
 def generate_series(out_dir: Path | str, scale: str = "tiny", seed: int = 42,
                     scenarios: list[str] | tuple[str, ...] = ("base", "same"), mode: str = "increment",
                     visibility: float = 0.0, targeting: float = 1.0) -> list[Path]:
@@ -138,54 +164,74 @@ def generate_series(out_dir: Path | str, scale: str = "tiny", seed: int = 42,
     v1 (the first scenario, normally "base") holds HISTORY_MONTHS of history; every later version one
     more month, new clients, new brands and merchants, new offers, in the way its scenario says.
     `visibility` and `targeting` shape the world (world.py); 0 and 1 are the original world."""
-    if mode not in ("increment", "full"):
-        raise ValueError("mode is 'increment' or 'full'")
+    if mode not in MODES:
+        raise ValueError(f"mode is one of {', '.join(MODES)}")
     unknown = [s for s in scenarios if s not in scenario_kinds.ALL]
     if unknown:
         raise ValueError(f"unknown scenarios {unknown}; known: {sorted(scenario_kinds.ALL)}")
     out_dir = Path(out_dir)
-    behaviours = {era: scenario_kinds.behaviour(name) for era, name in enumerate(scenarios)}
+    behaviours = scenario_kinds.behaviours(scenarios)
     world = build_world(scale, seed, versions=len(scenarios) + WORLD_EXTRA_ERAS, behaviours=behaviours,
                         visibility=visibility, targeting=targeting)
     timeline = Timeline(world, behaviours, seed + 1)
     rng = np.random.default_rng(seed + 2)
     paths = []
     for era, scenario in enumerate(scenarios):
-        first_month = 0 if era == 0 else HISTORY_MONTHS - 1 + era
         last_month = HISTORY_MONTHS - 1 + era
-        version_months = range(first_month, last_month + 1)
-        known_months = range(0, last_month + 1)
-        months = version_months if mode == "increment" else known_months
+        # The first era the service will take as new: this version's own, or the first of the corrupted
+        # (so never accepted) versions right before it, when this version re-sends their months.
+        unaccepted = era
+        while unaccepted > 1 and scenario_kinds.is_corruption(scenarios[unaccepted - 1]):
+            unaccepted -= 1
+        since = unaccepted if mode == "redeliver" else era  # the first era an increment delivers
         for future in range(1, FUTURE_MONTHS + 1):
             timeline.month(last_month + future)
-        all_tx = _concat([timeline.month(m)["transaction"] for m in known_months])
-        new_users = (world.user_since == era) if (mode == "increment" and era) else (world.user_since <= era)
-        users = pl.Series(world.user_ids[new_users])
-        # Merchants arrive with the version that announces their first offers (next month's included).
-        merchants = world.merchants.filter(
-            (pl.col("since") <= era + 1) if (mode == "full" or era == 0) else (pl.col("since") == era + 1))
+        all_tx = _concat([timeline.month(m)["transaction"] for m in range(0, last_month + 1)])
         last_seen = all_tx.group_by("user_id").agg(pl.col("event_date").max().cast(pl.Utf8).alias("last_activity_day"))
-        activations = _concat([timeline.month(m)["offer_activation"] for m in months])
+
+        def delivered(table: str) -> tuple[range, np.ndarray, pl.Expr]:
+            """What the table carries: months, clients and merchants (by arrival)."""
+            if era == 0 or mode in ("full", "corrections") or (mode == "mixed" and table in MIXED_FULL):
+                return range(0, last_month + 1), world.user_since <= era, pl.col("since") <= era + 1
+            return (range(HISTORY_MONTHS - 1 + since, last_month + 1),
+                    (world.user_since >= since) & (world.user_since <= era),
+                    pl.col("since").is_between(since + 1, era + 1))
+
+        def clients(table: str) -> pl.Expr:
+            return pl.col("user_id").is_in(pl.Series(world.user_ids[delivered(table)[1]]).implode())
+
+        def monthly(table: str) -> pl.DataFrame | None:
+            return _concat([timeline.month(m)[table] for m in delivered(table)[0]])
+
+        rewarded = _concat([timeline.month(m)["offer_activation"] for m in delivered("offer_reward")[0]])
         tables = {
-            "people": world.people.filter(pl.col("user_id").is_in(users.implode())).drop("last_activity_day")
+            "people": world.people.filter(clients("people")).drop("last_activity_day")
             .join(last_seen, on="user_id", how="left"),
-            "segments": world.segments.filter(pl.col("user_id").is_in(users.implode())),
-            "financial_account": world.accounts.filter(pl.col("user_id").is_in(users.implode())),
-            "merchant": merchants.drop("since", "brand_index"),
-            "transaction": _concat([timeline.month(m)["transaction"] for m in months]),
-            "receipts": _concat([timeline.month(m)["receipts"] for m in months]),
-            "offer": timeline.offer_rows(era, mode),
-            "offer_seens": _concat([timeline.month(m)["offer_seens"] for m in months]),
-            "offer_activation": activations,
-            "offer_reward": _rewards(activations, timeline.offers_so_far, world.merchants, all_tx, rng),
+            "segments": world.segments.filter(clients("segments")),
+            "financial_account": world.accounts.filter(clients("financial_account")),
+            "merchant": world.merchants.filter(delivered("merchant")[2]).drop("since", "brand_index"),
+            "transaction": monthly("transaction"),
+            "receipts": monthly("receipts"),
+            "offer": timeline.offer_rows(era, whole=delivered("offer")[0][0] == 0, since=since),
+            "offer_seens": monthly("offer_seens"),
+            "offer_activation": monthly("offer_activation"),
+            "offer_reward": _rewards(rewarded, timeline.offers_so_far, world.merchants, all_tx, rng),
         }
         del all_tx
         tables = {name: _typed(name, frame) for name, frame in tables.items() if frame is not None}
         cut = month_start(FIRST_MONTH, last_month + 1)
-        manifest = {"version": f"v{era + 1}", "scenario": scenario_kinds.canonical(scenario), "mode": mode, "scale": scale, "seed": seed,
-                    "cut_date": str(cut), "first_date": str(month_start(FIRST_MONTH, months[0])),
+        own_month = month_start(FIRST_MONTH, last_month)
+        manifest = {"version": f"v{era + 1}", "scenario": scenario_kinds.canonical(scenario), "mode": mode,
+                    "scale": scale, "seed": seed, "cut_date": str(cut),
+                    "first_date": str(month_start(FIRST_MONTH, delivered("transaction")[0][0])),
                     "visibility": world.visibility, "targeting": world.targeting}
-        tables, manifest = scenario_kinds.corrupt(scenario, tables, manifest, world, rng)
+        if mode == "corrections" and era:
+            tables["transaction"], manifest["corrected_rows"] = _correct(tables["transaction"], own_month, rng)
+        # What the service will see as new: the version's own month, and the months of corrupted versions
+        # before it that it re-sends (whole or re-delivered).
+        resends = mode == "redeliver" or delivered("transaction")[0][0] == 0
+        new_since = month_start(FIRST_MONTH, HISTORY_MONTHS - 1 + (unaccepted if resends else era)) if era else None
+        tables, manifest = scenario_kinds.corrupt(scenario, tables, manifest, world, rng, new_since=new_since)
         path = out_dir / f"v{era + 1}"
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True)

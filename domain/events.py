@@ -132,10 +132,15 @@ class ValidationFinished(Event):
     failed_checks: list[dict[str, Any]]
     checks: list[dict[str, Any]] = field(default_factory=list)
     report_key: str = ""
+    judged: dict[str, Any] = field(default_factory=dict)  # per table: rows, new and changed rows, new period
 
 
 @dataclass(frozen=True)
 class DriftEvaluated(Event):
+    """The version's new part against the known worlds (domain.policy.REFERENCES: `references` names the
+    version of each); drift_detected is domain.policy's rule on `scores`. reference_version: the version
+    the deployed model was trained on."""
+
     TOPIC: ClassVar = topology.PIPELINE
     version: str
     reference_version: str | None
@@ -143,7 +148,11 @@ class DriftEvaluated(Event):
     drift_score: float
     threshold: float
     features: list[dict[str, Any]] = field(default_factory=list)
-    report_keys: list[str] = field(default_factory=list)  # S3 keys: Evidently HTML per group, drift.json
+    report_keys: list[str] = field(default_factory=list)  # S3 keys: Evidently HTML per reference and group, drift.json
+    scores: dict[str, float] = field(default_factory=dict)  # per reference compared
+    references: dict[str, str | None] = field(default_factory=dict)  # reference -> its version
+    judged: dict[str, Any] = field(default_factory=dict)    # rows and periods of each side
+    rule: str = ""
 
 
 @dataclass(frozen=True)
@@ -155,6 +164,9 @@ class CatalogPublished(Event):
     catalog_prefix: str
     content_hash: str
     stats: dict[str, int]
+    # First and last day of the new rows this version brought, per dated table: the period the next
+    # version's drift is compared with ("previous").
+    new_period: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -173,6 +185,7 @@ class ModelTrained(Event):
     deployed: bool
     reason: str
     started_at: str
+    comparison: dict[str, Any] = field(default_factory=dict)  # domain.policy.DeployDecision, per-offer APs included
 
 
 @dataclass(frozen=True)
@@ -196,9 +209,11 @@ class VersionProcessed(Event):
     TOPIC: ClassVar = topology.PIPELINE
     version: str
     valid: bool
-    action_taken: str  # "trained" (first model), "retrained", "none", "skipped", "kept"
+    action_taken: str  # domain.policy.Action: "retrained" (the first model too), "none", "skipped"
     data_version: str | None
     finished_at: str
+    first_model: bool = False
+    decision: dict[str, Any] = field(default_factory=dict)  # the rule's reason and every input it used
 
 
 @dataclass(frozen=True)

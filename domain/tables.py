@@ -22,9 +22,13 @@ class TableSchema:
     columns: dict[str, pl.DataType]
     # Columns that must be present and non-null for a row to mean anything.
     required: tuple[str, ...]
-    # Columns that identify a row across versions (None: the whole row is its identity).
+    # Columns that identify a row across versions (None: the whole row is its identity). A version's
+    # row under a known key replaces the catalog's (ml/catalog.py) and is an old row, changed or not
+    # (quality/new_part.py); a keyless row is old only if the catalog holds it exactly.
     key: tuple[str, ...] | None = None
     source_file: str = field(default="")
+    # The date a row's event happened on: what "the period after the catalog's last date" is measured by.
+    dated_by: str | None = None
 
 
 TABLES: dict[str, TableSchema] = {
@@ -46,7 +50,7 @@ TABLES: dict[str, TableSchema] = {
             {"transaction_id": TEXT, "user_id": ID, "merchant_id_tx": ID, "event_date": DATE,
              "amount_bucket": TEXT, "online_transaction_flg": TEXT, "brand_dk": ID},
             required=("transaction_id", "user_id", "event_date", "brand_dk"), key=("transaction_id",),
-            source_file="prod_financial_transaction.csv",
+            source_file="prod_financial_transaction.csv", dated_by="event_date",
         ),
         TableSchema(
             "offer",
@@ -71,17 +75,17 @@ TABLES: dict[str, TableSchema] = {
         TableSchema(
             "offer_activation",
             {"user_id": ID, "offer_id": ID, "activation_date": DATE},
-            required=("user_id", "offer_id"), source_file="offer_activation.csv",
+            required=("user_id", "offer_id"), source_file="offer_activation.csv", dated_by="activation_date",
         ),
         TableSchema(
             "offer_reward",
             {"user_id": ID, "offer_id": ID, "event_date": DATE, "reward_amt": NUM},
-            required=("user_id", "offer_id"), source_file="offer_reward.csv",
+            required=("user_id", "offer_id"), source_file="offer_reward.csv", dated_by="event_date",
         ),
         TableSchema(
             "receipts",
             {"user_id": ID, "date_operated": DATE, "category_name": TEXT, "items_count": NUM, "items_cost": TEXT},
-            required=("user_id",), source_file="receipts.csv",
+            required=("user_id",), source_file="receipts.csv", dated_by="date_operated",
         ),
     )
 }

@@ -8,13 +8,6 @@ import polars as pl
 
 from domain.tables import TABLES, empty_frame
 
-# Tables whose rows are keyed: a transaction id names one event, a user or merchant id one entity, so a
-# resent or corrected row replaces the older one (the last version's row for a key wins). Offers (a
-# repeated offer_id with another end_date is another row), rewards (exact duplicates are an artefact)
-# and every other table keep distinct rows.
-_LATEST_BY_KEY = {"transaction": ("transaction_id",), "people": ("user_id",), "segments": ("user_id",),
-                  "merchant": ("merchant_id_offer",)}
-
 
 def table_path(directory: Path, table: str) -> Path:
     return Path(directory) / f"{table}.parquet"
@@ -40,6 +33,11 @@ def read_table(directory: Path, table: str, columns: list[str] | None = None) ->
 def _merge_table(table: str, parts: list[pl.DataFrame]) -> pl.DataFrame:
     """The parts (older first) as one table, sorted by key, one row kept per key (or per distinct row).
 
+    Keyed tables (`TableSchema.key`: a transaction id names one event, a user or merchant id one entity):
+    a resent or corrected row replaces the older one (the last version's row for a key wins). Offers (a
+    repeated offer_id with another end_date is another row), rewards (exact duplicates are an artefact)
+    and every other table keep distinct rows.
+
     Sort-based on purpose, and the rows are moved once: the order is found on the key columns alone,
     then the kept rows are gathered in it. At full scale a hash `unique` and a sort of whole rows held
     ~2x more (a 12M-row full snapshot onto a 10.7M-row catalog: 5.2 GB peak with a sort of whole rows).
@@ -47,8 +45,9 @@ def _merge_table(table: str, parts: list[pl.DataFrame]) -> pl.DataFrame:
     if not parts:
         return empty_frame(table)
     rows = pl.concat(parts, how="vertical", rechunk=False)  # chunks side by side, no copy
-    keyed = table in _LATEST_BY_KEY
-    columns = list(_LATEST_BY_KEY[table] if keyed else TABLES[table].columns)
+    key = TABLES[table].key
+    keyed = key is not None
+    columns = list(key if keyed else TABLES[table].columns)
     # Stable for keys: within a key the parts' order stays (older first), so the last row of a run is the
     # newest. Equal rows of the other tables are interchangeable.
     # (A DataFrame sort of the key columns with a row index is ~3x faster on offer_seens' 4 columns, but

@@ -1,12 +1,16 @@
 """The pipeline consumer: takes sealed versions one at a time, in commit order, and decides.
 
-    validate ──invalid──► skipped (nothing changes; the snapshot is marked rejected)
+    validate (the version's new part) ──invalid──► skipped (nothing changes; the snapshot is marked rejected)
         │valid
     catalog (merge into the catalog, build the serving bundle: new offers become servable)
         │
-    drift (against the data the deployed model was trained on; none before the first model)
-        │first version or drift
-    train, and score the deployed model on the same hold-out ─► deploy if not worse
+    drift (the new part against the known worlds: the previous valid period, what the first and
+        │  the deployed model learnt from; none before the first model)
+        │first model, or drift
+    train, and score the deployed model on the same hold-out offers ─► deploy unless worse beyond noise
+
+What to do is domain/policy.py's rule (`decide`, `drift_verdict`, `deploy_decision`); this module
+gathers its inputs, runs the stages, and puts the rule and every input on the log.
 
 Every stage's start, end and outcome is an event on the pipeline topic. A stage that fails for a
 passing reason (a peer unreachable, its process killed) makes the consumer try the version again
@@ -38,8 +42,9 @@ from adapters.broker import EventLog, Follower, create_topics
 from adapters.lineage import Lineage
 from adapters.storage import ObjectStore, prune_local_copies
 from adapters.tracking import Tracker
-from domain import events, topology
+from domain import events, policy, topology
 from domain.settings import Settings, settings
+from processors.sealer import snapshot_prefix
 from ml import ALLOCATOR_ENV
 from processors import failures
 from processors.failures import StageProcessDied
@@ -272,10 +277,15 @@ class Pipeline:
 
         previous = self.views.catalog.before(version)
         reference = self.fetch_dir(previous.catalog_prefix, "catalog", previous.version) if previous else None
+        # The most recently judged valid period, as it stands before this version.
+        previous_period = self.views.catalog.period_before(version)
+        deployed = self.views.registry.before(version)
 
         async with self.stage(version, "validate") as summary:
-            result = await in_child(
-                validation.validate, snapshot, sealed.manifest, reference, self.params["validation"])
+            rejected = [self.fetch_dir(snapshot_prefix(self.store, name), "snapshots", name)
+                        for name in self.views.catalog.rejected_before(version)]
+            result = await in_child(validation.validate, snapshot, sealed.manifest, reference,
+                                    self.params["validation"], None, rejected)
             report_dir = self.local_dir("reports", version)
             report = validation.write_report(result, report_dir)
             report_key = self.store.key("reports", version, report.name)
@@ -284,13 +294,13 @@ class Pipeline:
                 version=version, valid=result.valid, checks_total=result.checks_total,
                 checks_passed=result.checks_passed, checks_failed=result.checks_failed,
                 failed_checks=result.failed_checks, checks=[c.__dict__ for c in result.checks],
-                report_key=report_key))
+                report_key=report_key, judged=result.judged))
             summary["text"] = f"valid={result.valid} failed={result.checks_failed}/{result.checks_total}"
         if not result.valid:
             # Rejected data stays stored for inspection, marked as such.
             self.store.put_bytes(f"{sealed.snapshot_prefix}/REJECTED.json",
                                  json.dumps({"failed_checks": result.failed_checks}).encode())
-            await self.finish(version, valid=False, action="skipped")
+            await self.finish(version, valid=False, decision=policy.decide(False, deployed is not None, None))
             return
 
         async with self.stage(version, "catalog") as summary:
@@ -306,41 +316,49 @@ class Pipeline:
             content_hash = await asyncio.to_thread(self.lineage.track, "catalog", version, catalog_dir)
             await self.publish(events.CatalogPublished(
                 version=version, catalog_prefix=catalog_prefix, content_hash=content_hash,
-                stats={k: int(v) for k, v in stats.items()}))
+                stats={k: int(v) for k, v in stats.items()},
+                new_period={table: list(part["new_period"]) for table, part in result.judged.items()
+                            if part.get("new_period")}))
             summary["text"] = ", ".join(f"{k}={v}" for k, v in stats.items())
 
-        deployed = self.views.registry.before(version)
-        action = "trained"
+        verdict = None
         if deployed is not None:
             async with self.stage(version, "drift") as summary:
-                trained_on = self.fetch_dir(deployed.catalog_prefix, "catalog", deployed.trained_on)
+                first = self.views.registry.first or deployed
+                initial = self.fetch_dir(first.catalog_prefix, "catalog", first.trained_on)
+                trained_on = (self.fetch_dir(deployed.catalog_prefix, "catalog", deployed.trained_on)
+                              if deployed.trained_on != first.trained_on else None)
                 drift = await in_child(
-                    quality_drift.evaluate_drift, trained_on, snapshot, self.params["drift"],
-                    self.local_dir("reports", version))
+                    quality_drift.evaluate_drift, initial, snapshot, self.params["drift"],
+                    self.local_dir("reports", version), reference, previous_period, trained_on)
+                verdict = policy.drift_verdict(drift.scores, float(self.params["drift"]["threshold"]))
                 report_keys = []
                 for path in drift.report_files:
                     report_keys.append(self.store.key("reports", version, path.name))
                     self.store.put_file(report_keys[-1], path)
                 await self.publish(events.DriftEvaluated(
                     version=version, reference_version=deployed.trained_on,
-                    drift_detected=drift.drift_detected, drift_score=float(drift.drift_score),
-                    threshold=float(self.params["drift"]["threshold"]), features=drift.features,
-                    report_keys=report_keys))
-                summary["text"] = f"score={drift.drift_score:.3f} detected={drift.drift_detected}"
-            if not drift.drift_detected:
-                await self.finish(version, valid=True, action="none")
-                return
-            action = "retrained"
+                    drift_detected=verdict.detected, drift_score=verdict.score, threshold=verdict.threshold,
+                    features=drift.features, report_keys=report_keys, scores=verdict.scores,
+                    references={policy.PREVIOUS: (previous_period or {}).get("version"),
+                                policy.INITIAL: first.trained_on, policy.DEPLOYED: deployed.trained_on},
+                    judged=drift.judged, rule=verdict.rule))
+                summary["text"] = (f"score={verdict.score:.3f} detected={verdict.detected} "
+                                   + " ".join(f"{k}={v:.3f}" for k, v in verdict.scores.items()))
+        decision = policy.decide(True, deployed is not None, verdict)
+        if not decision.train:
+            await self.finish(version, valid=True, decision=decision, verdict=verdict)
+            return
 
         earlier = next((run for run in self.views.experiments.runs if run.version == version), None)
         if earlier is None:
-            await self.train_and_deploy(version, catalog_dir, catalog_prefix)
+            comparison = await self.train_and_deploy(version, catalog_dir, catalog_prefix)
         else:
             # A previous attempt was stopped after training (kill, restart): the run is on the log.
-            await self.resume_deploy(earlier, catalog_prefix)
-        await self.finish(version, valid=True, action=action)
+            comparison = await self.resume_deploy(earlier, catalog_prefix)
+        await self.finish(version, valid=True, decision=decision, verdict=verdict, comparison=comparison)
 
-    async def resume_deploy(self, trained: events.ModelTrained, catalog_prefix: str) -> None:
+    async def resume_deploy(self, trained: events.ModelTrained, catalog_prefix: str) -> dict[str, Any]:
         """Finish a version whose model was trained and recorded before a restart: deploy it if the
         recorded decision was to deploy and that never reached the log. Nothing is trained twice."""
         async with self.stage(trained.version, "deploy") as summary:
@@ -353,8 +371,11 @@ class Pipeline:
                     catalog_prefix=catalog_prefix))
             summary["text"] = (f"resumed after a restart: model {trained.model_version} already trained "
                                f"({trained.reason})")
+        return trained.comparison
 
-    async def train_and_deploy(self, version: str, catalog_dir: Path, catalog_prefix: str) -> None:
+    async def train_and_deploy(self, version: str, catalog_dir: Path, catalog_prefix: str) -> dict[str, Any]:
+        """Train on the catalog; deploy unless worse than the deployed model beyond the hold-out's noise.
+        Returns the deploy decision (domain.policy.DeployDecision as a dict)."""
         from ml import train as ml_train
 
         model_params = self.params["model"]
@@ -372,14 +393,9 @@ class Pipeline:
             summary["text"] = f"map@100={trained.metrics.get('map_at_100', float('nan')):.4f}"
 
         async with self.stage(version, "deploy") as summary:
-            deploy, reason = True, "first model"
-            if deployed is not None and trained.baseline_metrics is None:
-                reason = "the deployed model was trained on another feature set: replaced"
-            elif deployed is not None:
-                new_map, old_map = trained.metrics["map_at_100"], trained.baseline_metrics["map_at_100"]
-                deploy = new_map >= old_map
-                reason = (f"map@100 {new_map:.4f} vs deployed {old_map:.4f} on the same hold-out: "
-                          + ("deployed" if deploy else "kept the deployed model"))
+            comparison = policy.deploy_decision(
+                trained.holdout_ap, trained.baseline_holdout_ap, self.params["deploy"], seed)
+            deploy, reason = comparison.deploy, comparison.reason
             recorded = await asyncio.to_thread(self.lineage.record_training, version, model_version,
                                                trained.model_path.parent)
             data_hash = recorded["data_md5"]  # dvc.lock's md5 of the catalog this model learnt from
@@ -396,18 +412,24 @@ class Pipeline:
                 version=version, model_version=model_version, run_id=run_id, metrics=trained.metrics,
                 params={k: str(v) for k, v in trained.params.items()}, model_key=model_key,
                 features_count=trained.features_count, data_hash=data_hash, deployed=deploy,
-                reason=reason, started_at=started_at))
+                reason=reason, started_at=started_at, comparison=comparison.to_dict()))
             if deploy:
                 await self.publish(events.ModelDeployed(
                     version=version, model_version=model_version, run_id=run_id, trained_on=version,
                     metrics=trained.metrics, model_key=model_key, features_count=trained.features_count,
                     data_hash=data_hash, catalog_prefix=catalog_prefix))
             summary["text"] = reason
+        return comparison.to_dict()
 
-    async def finish(self, version: str, valid: bool, action: str) -> None:
+    async def finish(self, version: str, valid: bool, decision: policy.Decision,
+                     verdict: policy.DriftVerdict | None = None, comparison: dict[str, Any] | None = None) -> None:
+        """The version's outcome, with the rule and every input it used."""
         await self.publish(events.VersionProcessed(
-            version=version, valid=valid, action_taken=action,
-            data_version=version if valid else self.views.progress.last_valid_version, finished_at=now()))
+            version=version, valid=valid, action_taken=decision.action.value,
+            data_version=version if valid else self.views.progress.last_valid_version, finished_at=now(),
+            first_model=decision.first_model,
+            decision={"reason": decision.reason, "trained": decision.train,
+                      "drift": verdict.to_dict() if verdict is not None else None, "deploy": comparison}))
 
 
 def _model_file(model_dir: Path) -> Path:

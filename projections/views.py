@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from domain import events
+from domain import events, policy
 
 
 def _dump(event: events.Event | None) -> dict[str, Any] | None:
@@ -44,11 +44,13 @@ class View:
 
 
 class RegistryView(View):
-    """The deployed model and the numbering of model versions."""
+    """The deployed model, the first one (what it learnt from is the initial world drift is judged
+    against), and the numbering of model versions."""
 
     def __init__(self) -> None:
         super().__init__()
         self.deployed: events.ModelDeployed | None = None
+        self.first: events.ModelDeployed | None = None
         self.trained_runs = 0
         self.previous: dict[str, events.ModelDeployed | None] = {}  # version -> the model deployed before it
 
@@ -58,6 +60,7 @@ class RegistryView(View):
     def on_ModelDeployed(self, event: events.ModelDeployed) -> None:
         self.previous.setdefault(event.version, self.deployed)
         self.deployed = event
+        self.first = self.first or event
 
     def before(self, version: str) -> events.ModelDeployed | None:
         """The model deployed when this version arrived: the current one, unless the version deployed
@@ -74,38 +77,59 @@ class RegistryView(View):
 
     def restore(self, state: dict[str, Any]) -> None:
         self.deployed = _load(state["deployed"])
+        self.first = _load(state.get("first"))
         self.trained_runs = state["trained_runs"]
         self.previous = {version: _load(event) for version, event in state.get("previous", {}).items()}
 
 
 class CatalogView(View):
-    """The current data catalog: the merge of every valid version so far."""
+    """The current data catalog: the merge of every valid version so far; the most recently judged
+    valid period (the new transactions of the last valid version that brought any), which the next
+    version's drift is compared with; and the versions rejected, whose entities later versions name."""
 
     def __init__(self) -> None:
         super().__init__()
         self.current: events.CatalogPublished | None = None
-        self.previous: dict[str, events.CatalogPublished | None] = {}  # version -> the catalog before it
+        # version -> the catalog and the judged period before it
+        self.previous: dict[str, tuple[events.CatalogPublished | None, dict[str, Any] | None]] = {}
+        self.judged_period: dict[str, Any] | None = None  # {"version", "transaction": [first, last], ...}
+        self.rejected: list[str] = []  # versions rejected by validation, in log order
+
+    def on_ValidationFinished(self, event: events.ValidationFinished) -> None:
+        if not event.valid and event.version not in self.rejected:
+            self.rejected.append(event.version)
 
     def on_CatalogPublished(self, event: events.CatalogPublished) -> None:
-        self.previous.setdefault(event.version, self.current)
+        self.previous.setdefault(event.version, (self.current, self.judged_period))
         self.current = event
+        self.judged_period = policy.judged_period(self.judged_period, event.version, event.new_period)
 
     def before(self, version: str) -> events.CatalogPublished | None:
         """The catalog this version merges into: the current one, unless the version published its
         own already (it is being processed again, after a restart or a retry)."""
-        return self.previous[version] if version in self.previous else self.current
+        return self.previous[version][0] if version in self.previous else self.current
+
+    def period_before(self, version: str) -> dict[str, Any] | None:
+        """The judged period this version's drift compares with, in the same sense as `before`."""
+        return self.previous[version][1] if version in self.previous else self.judged_period
+
+    def rejected_before(self, version: str) -> list[str]:
+        return [name for name in self.rejected if name != version]
 
     def state(self) -> dict[str, Any]:
-        return {"current": _dump(self.current),
-                "previous": {version: _dump(event) for version, event in self.previous.items()}}
+        return {"current": _dump(self.current), "judged_period": self.judged_period, "rejected": self.rejected,
+                "previous": {version: [_dump(event), period] for version, (event, period) in self.previous.items()}}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.current = _load(state["current"])
-        self.previous = {version: _load(event) for version, event in state.get("previous", {}).items()}
-
+        self.judged_period = state.get("judged_period")
+        self.rejected = list(state.get("rejected", []))
+        self.previous = {version: (_load(event), period)
+                         for version, (event, period) in state.get("previous", {}).items()}
 
 class MonitoringView(View):
-    """The last validation and drift results, and the action taken for each version."""
+    """The last validation and drift results, and the decision on each version (action_taken is one
+    of domain.policy.Action's values; a version whose pipeline failed changed nothing: "skipped")."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -113,7 +137,7 @@ class MonitoringView(View):
         self.drift: events.DriftEvaluated | None = None
         self.actions: dict[str, str] = {}
         self.last_action: str | None = None
-        self.last_drift_action: str | None = None
+        self.last_decision: dict[str, Any] | None = None  # the last finished version's, with its inputs
 
     def on_ValidationFinished(self, event: events.ValidationFinished) -> None:
         self.validation = event
@@ -124,21 +148,25 @@ class MonitoringView(View):
     def on_VersionProcessed(self, event: events.VersionProcessed) -> None:
         self.actions[event.version] = event.action_taken
         self.last_action = event.action_taken
+        self.last_decision = {"version": event.version, "valid": event.valid, "action_taken": event.action_taken,
+                              "first_model": event.first_model, **event.decision}
 
     def on_PipelineFailed(self, event: events.PipelineFailed) -> None:
-        self.actions[event.version] = "failed"
-        self.last_action = "failed"
+        self.actions[event.version] = policy.Action.SKIPPED.value
+        self.last_action = policy.Action.SKIPPED.value
+        self.last_decision = {"version": event.version, "action_taken": self.last_action, "first_model": False,
+                              "reason": f"the pipeline failed in {event.stage}: {event.error}", "failed": True}
 
     def state(self) -> dict[str, Any]:
         return {"validation": _dump(self.validation), "drift": _dump(self.drift), "actions": self.actions,
-                "last_action": self.last_action, "last_drift_action": self.last_drift_action}
+                "last_action": self.last_action, "last_decision": self.last_decision}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.validation = _load(state["validation"])
         self.drift = _load(state["drift"])
         self.actions = dict(state["actions"])
         self.last_action = state["last_action"]
-        self.last_drift_action = state["last_drift_action"]
+        self.last_decision = state.get("last_decision")
 
 
 class ExperimentsView(View):

@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse, ORJSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
+from domain import policy
 from domain.settings import settings
 from domain.tables import TABLE_NAMES, RecordsError
 from ingest.service import BatchTooLarge, VersionClosed
@@ -294,19 +295,31 @@ async def model_info(request: Request):
 
 @app.get("/monitoring/drift")
 async def monitoring_drift(request: Request):
+    """The decision on the last finished version: its drift check (if it had one: a first model and an
+    invalid version have none), the action taken, the rule and every input it used."""
     monitoring = request.app.state.runtime.pipeline.monitoring
+    decision = monitoring.last_decision or {}
     drift = monitoring.drift
-    body = {
-        "drift_detected": bool(drift.drift_detected) if drift else False,
-        "drift_score": float(drift.drift_score) if drift else 0.0,
-        "action_taken": monitoring.last_action or "none",
-        "evaluated_version": drift.version if drift else None,
-        "reference_version": drift.reference_version if drift else None,
-        "threshold": drift.threshold if drift else float(settings().params["drift"]["threshold"]),
-        "features": drift.features if drift else [],
+    evaluated = drift is not None and drift.version == decision.get("version")
+    threshold = drift.threshold if drift else float(settings().params["drift"]["threshold"])
+    return {
+        "drift_detected": bool(drift.drift_detected) if evaluated else False,
+        "drift_score": float(drift.drift_score) if evaluated else 0.0,
+        "action_taken": monitoring.last_action or policy.Action.NONE.value,
+        "version": decision.get("version"),
+        "first_model": bool(decision.get("first_model", False)),
+        "drift_evaluated": evaluated,
+        "threshold": threshold,
+        "rule": policy.DRIFT_RULE,
+        "scores": drift.scores if evaluated else {},
+        "references": drift.references if evaluated else {},
+        "judged": drift.judged if evaluated else {},
+        "decision": decision,
+        "features": drift.features if evaluated else [],
+        "last_drift_check": ({"version": drift.version, "drift_detected": drift.drift_detected,
+                              "drift_score": drift.drift_score} if drift else None),
         "actions": monitoring.actions,
     }
-    return body
 
 
 @app.get("/monitoring/data-quality")

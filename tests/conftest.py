@@ -31,14 +31,33 @@ def run_id() -> str:
     return uuid.uuid4().hex[:8]
 
 
+# One world for every test that sends versions (tests/e2e/test_series.py sends it whole): on a stack that
+# has served part of it, its versions are valid data again, not a foreign world that validation rightly
+# rejects. The first INCREMENTS versions go out with only their new rows, the rest with everything so
+# far; each part is a long series of its own (normal, corrupted, normal after it, drifts after normal
+# versions, the same drift again, two drifts in a row, a return). The restart tests send the first three.
+SERIES = ["base", "same", "corrupt_shuffled_users", "same", "drift_behaviour", "same", "drift_receipts",
+          "drift_clients", "return",
+          "same", "same", "drift_behaviour", "corrupt_null_keys_confined", "same", "drift_receipts",
+          "drift_clients", "return"]
+INCREMENTS = 9
+SEED = 7
+
+
 @pytest.fixture(scope="session")
 def series(tmp_path_factory) -> list[Path]:
-    """One generated series (seed 7) for every test that sends versions: on a stack that has served
-    it, its versions are valid data again, not a foreign world that validation rightly rejects."""
+    """The series' first part, each version with only its new rows (seed 7, tiny)."""
     import datagen
 
     out = tmp_path_factory.mktemp("series")
-    return datagen.generate_series(out, scale="tiny", seed=7,
-                                   scenarios=["base", "same", "corrupt_shuffled_users", "drift_behaviour", "same",
-                                              "drift_clients"],
-                                   mode="increment")
+    return datagen.generate_series(out, scale="tiny", seed=SEED, scenarios=SERIES, mode="increment")[:INCREMENTS]
+
+
+@pytest.fixture(scope="session")
+def everything_so_far(tmp_path_factory) -> list[Path]:
+    """The series' second part, each version with everything so far (the same world: the first part's
+    versions again, in full, then these)."""
+    import datagen
+
+    out = tmp_path_factory.mktemp("everything")
+    return datagen.generate_series(out, scale="tiny", seed=SEED, scenarios=SERIES, mode="full")[INCREMENTS:]

@@ -1,8 +1,10 @@
-"""A whole version series over HTTP: first model, a no-drift version with new offers, a corrupted
-version, a drifted version; idempotency, 400/404/409/503, read-your-writes, determinism; then the
-official contract fuzzed with schemathesis (../shared/contract/openapi.yml): no 5xx, ever. The
-fuzzing runs last, once a model is deployed: before it, 503 is /lookalike's documented answer and
-schemathesis counts every 5xx as a server error."""
+"""A whole version series over HTTP, twice: a long series of versions that carry only their new rows,
+then one of versions that carry everything so far (tests/conftest.py SERIES: one world). Every version's
+decision, model_version, trained_on, data_version and experiment count is asserted against what the
+generator did (datagen.scenarios.expected_action). Along the way: idempotency, 400/404/409/503,
+read-your-writes, determinism; then the official contract fuzzed with schemathesis
+(../shared/contract/openapi.yml): no 5xx, ever. The fuzzing runs last, once a model is deployed: before
+it, 503 is /lookalike's documented answer and schemathesis counts every 5xx as a server error."""
 from __future__ import annotations
 
 import subprocess
@@ -12,6 +14,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from datagen.scenarios import expected_action
+from tests.conftest import INCREMENTS, SERIES
 from tests.stack import wait_idle
 
 CONTRACT = Path(__file__).resolve().parents[2].parent / "shared" / "contract" / "openapi.yml"
@@ -47,13 +51,57 @@ def test_contract_before_any_data(api, run_id):
     wait_idle(api)
 
 
+def judge_version(api, name: str, index: int, before: dict) -> dict:
+    """Send nothing; check what the service did with SERIES[index] (just processed as `name`) against
+    the state `before` it, and return the state after it."""
+    expected = expected_action(SERIES, index)
+    status = api.get("/status").json()
+    drift = api.get("/monitoring/drift").json()
+    info = api.get("/model/info").json()
+    experiments = api.get("/experiments").json()["experiments"]
+    where = f"{name} ({SERIES[index]}): {drift['decision']}"
+    assert status["pipeline_status"] == "idle", status
+    assert drift["version"] == name and drift["action_taken"] == expected, where
+    assert drift["drift_detected"] is (expected == "retrained" and index > 0), where
+    assert drift["first_model"] is (before["model_version"] == "none"), where
+    if expected == "skipped":
+        assert api.get("/monitoring/data-quality").json()["valid"] is False, where
+    assert status["data_version"] == (before["data_version"] if expected == "skipped" else name), where
+    if expected == "retrained":
+        assert len(experiments) == before["experiments"] + 1, where
+        latest = experiments[-1]
+        assert latest["data_version"] == name and latest["timestamp"] > before["last_timestamp"], where
+        deployed = latest["deployed"]
+        assert deployed or (before["model_version"] != "none" and "kept" in latest["decision"]), latest
+    else:
+        assert len(experiments) == before["experiments"], where
+        deployed = False
+    if deployed:
+        assert info["model_version"] == latest["model_version"] != before["model_version"], where
+        assert info["trained_on"] == name and info["train_metrics"] == latest["metrics"], where
+    else:
+        assert (info["model_version"], info["trained_on"]) == (before["model_version"], before["trained_on"]), where
+    assert status["model_version"] == info["model_version"], where
+    return state(api)
+
+
+def state(api) -> dict:
+    experiments = api.get("/experiments").json()["experiments"]
+    info = api.get("/model/info").json()
+    return {"data_version": api.get("/status").json()["data_version"], "model_version": info["model_version"],
+            "trained_on": info["trained_on"], "experiments": len(experiments),
+            "last_timestamp": experiments[-1]["timestamp"] if experiments else ""}
+
+
 def test_series(api, run_id, series):
     from datagen.send import send_version
 
-    base, same, corrupt, drifted, same_again, drifted_again = series
+    base, same, corrupt = series[:3]
     name = lambda d: f"{run_id}-{d.name}"  # noqa: E731
-    models_before = len(api.get("/experiments").json()["experiments"])
-    fresh = models_before == 0  # on a stack that already serves a model, v1 is just another version
+    fresh = len(api.get("/experiments").json()["experiments"]) == 0
+    if not fresh:
+        pytest.skip("the series asserts every decision from a first model: it needs a fresh stack")
+    before = state(api)
 
     # v1: the first model.
     commit = send_version(str(api.base_url), base, version_name=name(base))
@@ -62,15 +110,12 @@ def test_series(api, run_id, series):
                                               "offer_reward", "receipts"}
     status = wait_idle(api)
     assert status["pipeline_status"] == "idle" and status["ready"] is True
-    assert status["data_version"] == name(base)
+    before = judge_version(api, name(base), 0, before)
     quality = api.get("/monitoring/data-quality").json()
     assert quality["version"] == name(base) and quality["valid"] is True and quality["checks_total"] >= 20
     info = api.get("/model/info").json()
-    if fresh:
-        assert info["trained_on"] == name(base) and info["model_version"] == "1.0"
-    assert info["train_metrics"]["map_at_100"] > 0
+    assert info["model_version"] == "1.0" and info["train_metrics"]["map_at_100"] > 0
     first_model = info["model_version"]
-    runs_after_v1 = len(api.get("/experiments").json()["experiments"])
 
     # A committed version is closed; a repeated commit changes nothing.
     again = api.post("/data/commit", json={"version": name(base)})
@@ -102,45 +147,43 @@ def test_series(api, run_id, series):
     query = {"merchant_id": probe["merchant_id_offer"], "offer_id": probe["offer_id"], "top_n": 10}
     assert api.post("/lookalike", json=query).status_code == 404
     send_version(str(api.base_url), same, version_name=name(same))
-    status = wait_idle(api)
-    assert status["data_version"] == name(same) and status["model_version"] == first_model
-    assert api.get("/monitoring/drift").json()["action_taken"] == "none"
+    wait_idle(api)
+    before = judge_version(api, name(same), 1, before)
     assert api.post("/lookalike", json=query).status_code == 200
 
     # v3: corrupted: rejected with a named cause; nothing changes.
     send_version(str(api.base_url), corrupt, version_name=name(corrupt))
-    status = wait_idle(api)
+    wait_idle(api)
     quality = api.get("/monitoring/data-quality").json()
     assert quality["version"] == name(corrupt) and quality["valid"] is False
     assert any("user_id" in check["check"] for check in quality["failed_checks"]), quality["failed_checks"]
-    assert api.get("/monitoring/drift").json()["action_taken"] == "skipped"
-    assert status["data_version"] == name(same) and status["model_version"] == first_model
+    before = judge_version(api, name(corrupt), 2, before)
 
-    # v4: drifted: retrained, a new model version trained on v4, one more experiment.
-    send_version(str(api.base_url), drifted, version_name=name(drifted))
-    wait_idle(api)
-    drift = api.get("/monitoring/drift").json()
-    assert drift["drift_detected"] is True and drift["action_taken"] == "retrained"
-    experiments = api.get("/experiments").json()["experiments"]
-    assert len(experiments) == runs_after_v1 + 1
-    info = api.get("/model/info").json()
-    latest = experiments[-1]
-    if latest["deployed"]:
-        assert info["model_version"] == latest["model_version"] != first_model
-        assert info["trained_on"] == name(drifted) and info["train_metrics"] == latest["metrics"]
+    # The rest of the first part: every decision as the world says.
+    for index in range(3, INCREMENTS):
+        send_version(str(api.base_url), series[index], version_name=name(series[index]))
+        wait_idle(api)
+        before = judge_version(api, name(series[index]), index, before)
 
-    # v5: the same world again: no retraining; v6: another kind of drift: the second retrain.
-    model_before = api.get("/status").json()["model_version"]
-    send_version(str(api.base_url), same_again, version_name=name(same_again))
-    status = wait_idle(api)
-    assert api.get("/monitoring/drift").json()["action_taken"] == "none"
-    assert status["model_version"] == model_before and status["data_version"] == name(same_again)
-    send_version(str(api.base_url), drifted_again, version_name=name(drifted_again))
-    wait_idle(api)
-    assert api.get("/monitoring/drift").json()["action_taken"] == "retrained"
-    experiments = api.get("/experiments").json()["experiments"]
-    assert len(experiments) == runs_after_v1 + 2  # drift, none, corrupted, none, drift: exactly two retrains
-    assert [e["data_version"] for e in experiments[-2:]] == [name(drifted), name(drifted_again)]
+
+def test_long_series_of_versions_carrying_everything_so_far(api, run_id, series, everything_so_far):
+    """The same world goes on, each version re-sending everything so far: the decisions are judged on
+    what each version brings. (The first full version also re-delivers the month the corrupted
+    version of the first part broke: it was never accepted.)"""
+    from datagen.send import send_version
+
+    name = lambda d: f"{run_id}-{d.name}"  # noqa: E731
+    if api.get("/status").json()["data_version"] != name(series[INCREMENTS - 1]):
+        pytest.skip("continues the first part of the series on the same stack")
+    before = state(api)
+    for offset, version in enumerate(everything_so_far):
+        index = INCREMENTS + offset
+        send_version(str(api.base_url), version, version_name=name(version))
+        wait_idle(api)
+        before = judge_version(api, name(version), index, before)
+        if index == INCREMENTS:
+            judged = api.get("/monitoring/drift").json()["judged"]["current"]
+            assert judged["transaction_period"][0] > "2025-12-31", judged  # the new month, not the history
 
 
 def test_no_request_gets_a_server_error(api, api_url, series, run_id):

@@ -24,15 +24,18 @@ def pipeline_log() -> list[bytes]:
         events.ValidationFinished(version="v1", valid=True, checks_total=3, checks_passed=3, checks_failed=0,
                                   failed_checks=[], checks=[{"check": "rows", "passed": True}]),
         events.StageFinished(version="v1", stage="validate", duration_s=0.5, summary="valid=True"),
-        events.CatalogPublished(version="v1", catalog_prefix="lal/catalog/v1", content_hash="c1", stats={"users": 5}),
+        events.CatalogPublished(version="v1", catalog_prefix="lal/catalog/v1", content_hash="c1", stats={"users": 5},
+                                new_period={"transaction": ["2024-06-01", "2025-05-31"]}),
         events.ModelTrained(version="v1", model_version="1.0", deployed=True, reason="first model", **trained),
         events.ModelDeployed(version="v1", model_version="1.0", run_id="r1", trained_on="v1",
                              metrics={"map_at_100": 0.1}, model_key="lal/models/1.0", features_count=12,
                              data_hash="h1", catalog_prefix="lal/catalog/v1"),
-        events.VersionProcessed(version="v1", valid=True, action_taken="trained", data_version="v1", finished_at="t2"),
+        events.VersionProcessed(version="v1", valid=True, action_taken="retrained", data_version="v1", finished_at="t2",
+                                first_model=True, decision={"reason": "first model", "drift": None}),
         events.ValidationFinished(version="v2", valid=True, checks_total=3, checks_passed=3, checks_failed=0,
                                   failed_checks=[]),
-        events.CatalogPublished(version="v2", catalog_prefix="lal/catalog/v2", content_hash="c2", stats={"users": 7}),
+        events.CatalogPublished(version="v2", catalog_prefix="lal/catalog/v2", content_hash="c2", stats={"users": 7},
+                                new_period={"transaction": ["2025-06-01", "2025-06-30"]}),
         events.DriftEvaluated(version="v2", reference_version="v1", drift_detected=True, drift_score=0.9,
                               threshold=0.2, features=[{"feature": "amount", "psi": 0.9}]),
         events.ModelTrained(version="v2", model_version="2.0", deployed=False, reason="kept",
@@ -69,9 +72,10 @@ def answers(views: PipelineViews) -> dict:
         "position": views.position,
         "positions": [view.position for view in views.views().values()],
         "deployed": dump(views.registry.deployed), "next_model": views.registry.next_model_version(),
-        "catalog": dump(views.catalog.current),
+        "catalog": dump(views.catalog.current), "judged_period": views.catalog.judged_period,
         "validation": dump(views.monitoring.validation), "drift": dump(views.monitoring.drift),
         "actions": views.monitoring.actions, "last_action": views.monitoring.last_action,
+        "last_decision": views.monitoring.last_decision,
         "runs": [dump(run) for run in views.experiments.runs],
         "finished": views.progress.finished, "last_finished": views.progress.last_finished,
         "last_valid": views.progress.last_valid_version, "progress": views.progress.progress(),
@@ -206,3 +210,36 @@ def test_a_version_processed_again_merges_into_the_catalog_and_model_before_it()
     restored = PipelineViews()
     restored.restore(views.position, views.state())
     assert restored.state() == views.state() and restored.catalog.before("v2").version == "v1"
+def test_catalog_view_keeps_the_judged_period_and_every_rejected_version():
+    def published(version, period):
+        return events.CatalogPublished(version=version, catalog_prefix=f"lal/catalog/{version}", content_hash="h",
+                                       stats={}, new_period=period)
+
+    def validated(version, valid):
+        return events.ValidationFinished(version=version, valid=valid, checks_total=1, checks_passed=int(valid),
+                                         checks_failed=int(not valid), failed_checks=[])
+
+    views = PipelineViews()
+    log = [validated("v1", True), published("v1", {"transaction": ["2024-06-01", "2025-05-31"]}),
+           validated("v2", False), validated("v3", True), published("v3", {"transaction": ["2025-07-01", "2025-07-31"],
+                                                                          "receipts": ["2025-07-01", "2025-07-30"]}),
+           validated("v4", True), published("v4", {}),   # a re-send that brought nothing new
+           validated("v5", False)]
+    for offset, event in enumerate(log):
+        views.apply(offset, event.to_bytes())
+    assert views.catalog.current.version == "v4"
+    assert views.catalog.judged_period == {"version": "v3", "transaction": ["2025-07-01", "2025-07-31"],
+                                           "receipts": ["2025-07-01", "2025-07-30"]}
+    assert views.catalog.rejected == ["v2", "v5"]  # their entities stay known to later versions
+    # A version processed again compares with the period before it, not with its own.
+    assert views.catalog.period_before("v3") == {"version": "v1", "transaction": ["2024-06-01", "2025-05-31"]}
+    assert views.catalog.period_before("v6") == views.catalog.judged_period
+    assert views.catalog.rejected_before("v5") == ["v2"]
+
+
+def test_a_failed_version_changed_nothing_and_says_why():
+    views = PipelineViews()
+    views.apply(0, events.PipelineFailed(version="v7", stage="train", error="MemoryError: boom",
+                                         finished_at="t").to_bytes())
+    assert views.monitoring.actions == {"v7": "skipped"} and views.monitoring.last_action == "skipped"
+    assert views.monitoring.last_decision["failed"] and "train" in views.monitoring.last_decision["reason"]

@@ -10,6 +10,7 @@ import pytest
 import datagen
 from domain.settings import load_params
 from ml.catalog import merge
+from quality import new_part
 from quality.drift import evaluate_drift
 from quality.validation import validate, write_report
 
@@ -99,8 +100,10 @@ def test_drift_only_where_the_world_changed(tmp_path, scenario, mode):
     assert result.drift_detected is (scenario != "same"), (result.drift_score, result.features)
     assert 0.0 <= result.drift_score <= 1.0
     assert not any("_id" in f["feature"] for f in result.features)
-    groups = dict.fromkeys(f["feature"].split(".")[0] for f in result.features)  # one HTML report per group
-    assert [path.name for path in result.report_files] == [f"drift_{group}.html" for group in groups] + ["drift.json"]
+    # One HTML report per reference compared and feature group
+    groups = dict.fromkeys((f["reference"], f["feature"].split(".")[0]) for f in result.features)
+    assert [path.name for path in result.report_files] == [f"drift_{reference}_{group}.html"
+                                                           for reference, group in groups] + ["drift.json"]
     assert all(path.exists() for path in result.report_files)
     assert json.loads((tmp_path / "report" / "drift.json").read_text())["drift_score"] == result.drift_score
 
@@ -109,3 +112,73 @@ def test_drift_versions_pass_validation(tmp_path):
     catalog, drifted = pair(tmp_path, "drift_behaviour")
     result = validate(drifted, sealed_manifest(drifted), catalog, PARAMS["validation"])
     assert result.valid, result.failed_checks
+
+
+CONFINED = {  # corrupted in 10-20% of the new rows only (all of them for the collapse) -> the check naming it
+    "corrupt_null_keys_confined": "transaction.user_id_not_null",
+    "corrupt_shuffled_users_confined": "transaction.user_id_in_people",
+    "corrupt_profile_flip_confined": "people.profiles_stable_across_versions",
+    "corrupt_dates_confined": "transaction.event_date_in_plausible_window",
+    "corrupt_duplicates_confined": "transaction.transaction_id_unique",
+    "corrupt_collapsed_confined": "transaction.amount_bucket_not_collapsed",
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(CONFINED))
+def test_a_corruption_confined_to_the_new_rows_of_a_full_version_is_rejected(tmp_path, scenario):
+    """A year of clean history re-sent with the version does not dilute its broken new rows."""
+    catalog, version = pair(tmp_path, scenario, "full")
+    result = validate(version, sealed_manifest(version), catalog, PARAMS["validation"])
+    names = [check["check"] for check in result.failed_checks if check["critical"]]
+    assert not result.valid and CONFINED[scenario] in names, result.failed_checks
+    assert result.judged["transaction"]["delivery"] == "everything so far"
+    assert result.judged["transaction"]["new_rows"] < 0.2 * result.judged["transaction"]["rows"]
+
+
+@pytest.mark.parametrize("mode", ["corrections", "mixed"])
+def test_deliveries_of_a_normal_version_are_valid(tmp_path, mode):
+    catalog, version = pair(tmp_path, "same", mode)
+    result = validate(version, sealed_manifest(version), catalog, PARAMS["validation"])
+    assert result.valid, result.failed_checks
+    changed = next(c for c in result.checks if c.name == "transaction.resent_rows_unchanged")
+    corrected = json.loads((version / "manifest.json").read_text()).get("corrected_rows", 0)
+    assert changed.observed * result.judged["transaction"]["resent_rows"] == pytest.approx(corrected, abs=0.5)
+
+
+def test_a_version_after_a_rejected_one_knows_the_clients_it_delivered(tmp_path):
+    """The rejected version's newcomers transact in the next one: they are known, not orphans."""
+    base, same, broken, after = datagen.generate_series(tmp_path / "gen", "tiny", 11,
+                                                        ["base", "same", "corrupt_null_keys", "same"])
+    merge(None, base, tmp_path / "c1")
+    merge(tmp_path / "c1", same, tmp_path / "c2")
+    assert not validate(broken, sealed_manifest(broken), tmp_path / "c2", PARAMS["validation"]).valid
+    result = validate(after, sealed_manifest(after), tmp_path / "c2", PARAMS["validation"], rejected=[broken])
+    orphans = next(c for c in result.checks if c.name == "transaction.user_id_in_people")
+    assert result.valid and orphans.observed == 0, result.failed_checks
+    alone = validate(after, sealed_manifest(after), tmp_path / "c2", PARAMS["validation"])
+    assert next(c for c in alone.checks if c.name == "transaction.user_id_in_people").observed > 0.02
+
+
+def test_drift_judges_the_new_part_against_every_known_world(tmp_path):
+    """A lasting drift is like the previous period; a return is like the initial world; both are no drift,
+    while the drift itself is unlike both. Judged on the new month even when everything is re-sent."""
+    versions = datagen.generate_series(tmp_path / "gen", "tiny", 12,
+                                       ["base", "same", "drift_behaviour", "same", "return"], "full")
+    catalogs = [tmp_path / f"c{i + 1}" for i in range(len(versions))]
+    for i, version in enumerate(versions):
+        merge(catalogs[i - 1] if i else None, version, catalogs[i])
+
+    def judge(i: int):
+        """Version i against the initial world (c1), and the period version i - 1 brought (as validation reports it)."""
+        _, part = new_part.split(versions[i - 1], catalogs[i - 2], "transaction")
+        period = {"version": versions[i - 1].name, "transaction": list(part.new_period)}
+        return evaluate_drift(catalogs[0], versions[i], PARAMS["drift"], tmp_path / f"r{i}", catalogs[i - 1], period)
+
+    drifted, lasting, back = judge(2), judge(3), judge(4)
+    assert drifted.drift_detected and set(drifted.scores) == {"previous", "initial"}, drifted.scores
+    assert not lasting.drift_detected and lasting.scores == {"previous": lasting.drift_score}, lasting.scores
+    assert not back.drift_detected and back.scores["previous"] > 0.2 and back.scores["initial"] <= 0.2
+    current = back.judged["current"]
+    assert current["transaction_period"][0] >= json.loads((versions[3] / "manifest.json").read_text())["cut_date"]
+    assert json.loads((tmp_path / "r4" / "drift.json").read_text())["judged"]["initial"]["version"] == "c1"
+
