@@ -177,10 +177,23 @@ def test_thousands_of_batches_in_one_version_are_sealed(api_url, run_id):
     is 1.1 MB, over the broker's 1 MiB. (Some 35 s on the local stack: each batch waits for its log round trip.)"""
     version, total = f"{run_id}-many", 4_000
     # Many at once: each waits for the log round trip (and the local broker answers an empty fetch late).
-    with httpx.Client(base_url=api_url, timeout=60) as client, ThreadPoolExecutor(32) as pool:
-        codes = list(pool.map(lambda i: post_batch(client, version, i, total, merchants(1, start=i)).status_code,
-                              range(1, total + 1)))
-        assert codes == [200] * total
+    # A client per thread: httpcore's pool shared by 32 threads once read from a socket another closed.
+    local, clients = threading.local(), []
+
+    def post(batch_id: int) -> int:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=api_url, timeout=60)
+            clients.append(local.client)
+        return post_batch(local.client, version, batch_id, total, merchants(1, start=batch_id)).status_code
+
+    try:
+        with ThreadPoolExecutor(32) as pool:
+            codes = list(pool.map(post, range(1, total + 1)))
+    finally:
+        for client in clients:
+            client.close()
+    assert codes == [200] * total
+    with httpx.Client(base_url=api_url, timeout=60) as client:
         manifest = commit_and_seal(client, api_url, version)
     table = manifest["tables"]["merchant"]
     assert (table["rows"], table["batches_received"], table["missing_batch_count"]) == (total, total, 0)

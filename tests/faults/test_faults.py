@@ -287,7 +287,7 @@ def test_faults_delay_the_series_and_change_nothing(stacks, series):
     assert found_history["sealed"] == [(d.name, rows_sent(d)) for d in series], found_history["sealed"]
     # One outcome per version, the same as undisturbed; no failure.
     assert found_history["outcomes"] == expected_history["outcomes"] == [
-        ("v1", "VersionProcessed", "trained"), ("v2", "VersionProcessed", "none"),
+        ("v1", "VersionProcessed", "retrained"), ("v2", "VersionProcessed", "none"),
         ("v3", "VersionProcessed", "retrained")]
     # The same trainings (one per retrain, none repeated), one finished MLflow run each.
     assert found_history["trained"] == expected_history["trained"]
