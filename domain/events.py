@@ -17,7 +17,7 @@ from domain import topology
 # Brokers refuse a message over 1 MiB by default (Kafka's message.max.bytes, Redpanda's
 # kafka_batch_max_bytes). Every event stays under it by construction: what a batch reports about itself
 # is cut to a few short strings (domain/tables.py ParseReport), a version's manifest lists counts and a
-# few batch numbers, not every batch (processors/ledger.py manifest), and a batch may take at most
+# few batch numbers, not every batch (domain/ledger.py manifest), and a batch may take at most
 # MAX_CHUNKS_PER_BATCH data messages, so its list of offsets is bounded too. Serialising an event over
 # the limit raises here, naming the event, instead of being refused by the broker further on.
 MAX_EVENT_BYTES = 1_000_000

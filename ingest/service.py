@@ -6,13 +6,12 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from adapters.broker import EventLog, Follower
-from domain import events, topology
 import msgspec
 
+from adapters.broker import EventLog, Follower
+from domain import chunks, events, topology
+from domain.ledger import Outcome
 from domain.tables import ParseReport, parse_record_items
-from ingest import chunks
-from processors.ledger import Outcome
 from projections.ledger import LedgerView
 
 log = logging.getLogger(__name__)

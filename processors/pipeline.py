@@ -44,10 +44,10 @@ from adapters.storage import ObjectStore, prune_local_copies
 from adapters.tracking import Tracker
 from domain import events, policy, topology
 from domain.settings import Settings, settings
-from processors.sealer import snapshot_prefix
 from ml import ALLOCATOR_ENV
 from processors import failures
 from processors.failures import StageProcessDied
+from processors.sealer import snapshot_prefix
 from projections.views import PipelineViews
 
 log = logging.getLogger(__name__)

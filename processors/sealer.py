@@ -2,7 +2,7 @@
 table in the object store, with a manifest. Deterministic: same log, same files.
 
 The version's ledger is folded at seal time from the version's own control events (its first event to
-the commit), with the same fold the API runs (processors/ledger.py): the processor keeps no per-batch
+the commit), with the same fold the API runs (domain/ledger.py): the processor keeps no per-batch
 state, so nothing it stores grows with the number of batches.
 
 A seal that fails because a part it talks to does (broker, object store, local disk) is retried until
@@ -30,11 +30,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from adapters.broker import read_range, scan
 from adapters.storage import ObjectStore
-from domain import events, topology
+from domain import chunks, events, topology
+from domain import ledger as ledger_fold
 from domain.settings import Settings
 from domain.tables import TABLE_NAMES, empty_frame
-from ingest import chunks
-from processors import ledger as ledger_fold
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,10 @@
-"""The API's view of ingest.control: every version's batch ledger, folded with processors.ledger."""
+"""The API's view of ingest.control: every version's batch ledger, folded with domain.ledger."""
 from __future__ import annotations
 
 from collections import OrderedDict
 from typing import Any
 
-from domain import events
-from processors import ledger
+from domain import events, ledger
 
 
 class LedgerView:

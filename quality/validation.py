@@ -318,7 +318,7 @@ def _delivery(runner: _Runner, manifest: dict, parts: dict, refs: dict, first: b
                       (f"table {t} is missing or empty: {n} rows ({why})" if critical else
                        f"table {t} is absent in this version (present in the catalog)"))
     for table, meta in (manifest.get("tables") or {}).items():
-        # The manifest counts the missing batches and lists the first few (processors/ledger.py manifest).
+        # The manifest counts the missing batches and lists the first few (domain/ledger.py manifest).
         expected_n = int(meta.get("batches_expected") or 0)
         missing = [int(b) for b in meta.get("missing_batches") or []]
         missing_n = int(meta.get("missing_batch_count", len(missing)))

@@ -9,10 +9,9 @@ import orjson
 import pytest
 from starlette.requests import Request
 
-from domain import events
+from domain import events, ledger
 from domain.tables import MAX_REPORTED_CHARS, MAX_REPORTED_NAMES, TABLE_NAMES, RecordsError, parse_json_records
 from ingest.service import BatchTooLarge, IngestService
-from processors import ledger
 from serving.body import BodyLimits, BodyMemory, BodyRefused, is_json, read_body
 from serving.schemas import BatchEnvelopeError, split_batch
 

@@ -1,7 +1,7 @@
 """The batch ledger fold: idempotency, last-write-wins, closing on commit, manifest."""
 from domain.events import BatchReceived, CommitRequested
+from domain.ledger import Outcome, VersionLedger, apply, manifest
 from domain.tables import TABLE_NAMES
-from processors.ledger import Outcome, VersionLedger, apply, manifest
 
 
 def batch(table="transaction", batch_id=1, total=2, digest="a", rows=10, version="v1"):

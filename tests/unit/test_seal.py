@@ -8,9 +8,9 @@ from aiokafka.errors import KafkaConnectionError
 from botocore.exceptions import EndpointConnectionError
 
 from adapters.broker import RecordsGone
-from domain import events
-from processors import ledger, sealer
-from processors.ledger import Outcome
+from domain import events, ledger
+from domain.ledger import Outcome
+from processors import sealer
 
 
 def batch(batch_id=1, digest="a", version="v1"):

@@ -3,8 +3,8 @@ import datetime as dt
 
 import polars as pl
 
+from domain import chunks
 from domain.tables import TABLES, parse_records
-from ingest import chunks
 
 
 def test_strings_that_are_numbers_are_typed():
