@@ -43,8 +43,7 @@ from datagen.simulate import (
     month_day_weights, targeting_affinity,
 )
 from datagen.world import Behaviour, World
-
-OPEN_END = dt.date(2100, 1, 1)  # an end date at or after this is open-ended
+from domain.tables import OPEN_END
 
 
 @dataclass(frozen=True)

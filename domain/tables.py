@@ -1,11 +1,22 @@
 """The ten logical tables: their columns, types and keys, and the one parser that types raw records."""
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 import msgspec
 import orjson
 import polars as pl
+
+# An offer's end date at or after this is open-ended (the data writes 5999-01-01; a missing one too).
+OPEN_END = dt.date(2100, 1, 1)
+# Spellings of "yes" in online_transaction_flg (the real data sends Y/N; 1/true cost nothing to accept).
+ONLINE_YES = ("Y", "1", "TRUE")
+
+
+def online_flag(column: str = "online_transaction_flg") -> pl.Expr:
+    """1 for an online transaction, 0 otherwise (missing included)."""
+    return pl.col(column).str.to_uppercase().is_in(ONLINE_YES).fill_null(False).cast(pl.Int8)
 
 # Values that mean "missing" however the sender spelled it (the partial real files carry "nan").
 MISSING_TOKENS = ["", "nan", "NaN", "None", "none", "null", "NULL", "NaT", "<NA>"]

@@ -10,7 +10,7 @@ import datetime as dt
 
 import polars as pl
 
-OPEN_END = dt.date(2100, 1, 1)
+from domain.tables import OPEN_END
 
 
 def effective_end(end_date: dt.date | None) -> dt.date:

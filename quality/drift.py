@@ -31,6 +31,7 @@ from typing import Any
 import polars as pl
 
 from domain import policy
+from domain.tables import online_flag
 from quality import new_part
 
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -96,7 +97,7 @@ def _client_features(tx: pl.DataFrame, days: int) -> pl.DataFrame:
     whole = _span(tx) // days
     return tx.filter(window < whole).group_by("user_id", window).agg(
         (pl.len() / days * 30).alias("transactions_per_30d"),
-        (pl.col("online_transaction_flg") == "Y").mean().alias("online_share"),
+        online_flag().mean().alias("online_share"),
         pl.col("amount_bucket").is_in(LARGE_AMOUNTS).mean().alias("large_amount_share"),
     ).drop("user_id", "window")
 

@@ -48,7 +48,7 @@ import pandas as pd  # noqa: E402
 import polars as pl  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
-from domain.tables import TABLE_NAMES, TABLES  # noqa: E402
+from domain.tables import OPEN_END, TABLE_NAMES, TABLES  # noqa: E402
 from ml.catalog import table_path  # noqa: E402
 from quality import new_part  # noqa: E402
 
@@ -79,8 +79,6 @@ LINKS = [("transaction", "user_id", "people", "user_id", True),
 # version (about a hundred, listed twice in ValidationFinished) stay well under the broker's message
 # limit whatever the data holds (domain/events.py MAX_EVENT_BYTES).
 MAX_DETAILS_CHARS = 300
-# End dates at or after this year are open-ended sentinels (5999-01-01), not errors.
-SENTINEL_YEAR = 2900
 DEFAULTS = {"max_null_key_rate": 0.01, "max_orphan_rate": 0.05, "max_duplicate_rate": 0.01,
             "max_row_count_drop": 0.5, "max_profile_flip_rate": 0.05, "min_date": "2000-01-01",
             "max_future_days": 400, "max_unparseable_rate": 0.01, "max_new_domain_rate": 0.2,
@@ -438,16 +436,18 @@ def _domain(runner: _Runner, table: str, column: str, frame: pl.DataFrame, ref: 
 
 def _date_window(runner: _Runner, table: str, column: str, frame: pl.DataFrame, ref: pl.DataFrame | None) -> None:
     """Dates in a plausible window: not before min_date, not far after today or the data seen so far.
-    Open-ended end dates (year >= SENTINEL_YEAR, e.g. 5999-01-01) are not judged here."""
+    Open-ended end dates (at or after OPEN_END, e.g. 5999-01-01) are not judged here; any other date
+    that far ahead is."""
     params = runner.params
+    judged = pl.col(column) < OPEN_END if column == "end_date" else pl.lit(True)
     low = dt.date.fromisoformat(str(params["min_date"]))
     anchor = dt.date.today()
     if ref is not None and column in ref.columns and ref[column].drop_nulls().len():
-        latest = ref.filter(pl.col(column).dt.year() < SENTINEL_YEAR)[column].max()
+        latest = ref.filter(judged)[column].max()
         anchor = max(anchor, latest) if latest is not None else anchor
     high = anchor + dt.timedelta(days=int(params["max_future_days"]))
     dates = runner.sample(frame.select(column))
-    dates = dates.select(pl.when(pl.col(column).dt.year() < SENTINEL_YEAR).then(pl.col(column)).alias(column))
+    dates = dates.select(pl.when(judged).then(pl.col(column)).alias(column))
     # As yyyymmdd integers: GE's pandas engine compares numbers many times faster than datetimes.
     dates = dates.select((pl.col(column).dt.year() * 10000 + pl.col(column).dt.month() * 100
                                          + pl.col(column).dt.day()).alias(column)).to_pandas()
@@ -560,7 +560,9 @@ def _transactions_vs_reference(runner: _Runner, tx: pl.DataFrame, ref_tx: pl.Dat
                 True, "carry a brand_dk never seen in transactions or merchants",
                 tx["brand_dk"].filter(unknown).unique(maintain_order=True).head(3).to_list())
     last = dt.date.fromisoformat(part.catalog_last_date) if part.catalog_last_date else ref_tx["event_date"].max()
-    new = tx.filter(pl.col("event_date") > last) if last is not None else tx  # the new period
+    # The new period; dates past any plausible horizon are the date check's to judge, not a period's.
+    horizon = last + dt.timedelta(days=int(params["max_future_days"])) if last is not None else None
+    new = tx.filter(pl.col("event_date").is_between(last, horizon, closed="right")) if last is not None else tx
     # Volume of the new period per day against the catalog's, whatever the delivery.
     days_new = new["event_date"].n_unique()
     if days_new:

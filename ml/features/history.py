@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from domain.tables import online_flag
 from ml.catalog import lazy_table, read_table
-from ml.features.parsing import OPEN_END_DAY, amount_level, online_flag
+from ml.features.parsing import OPEN_END_DAY, amount_level
 from ml.ground_truth import OPEN_END
 
 # Receipt categories kept as features (the most frequent ones; the rest count as "other").

@@ -7,14 +7,12 @@ import re
 
 import polars as pl
 
-from ml.ground_truth import OPEN_END
+from domain.tables import OPEN_END
 
 EPOCH = dt.date(1970, 1, 1)
 OPEN_END_DAY = (OPEN_END - EPOCH).days
 # An open-ended offer is treated as lasting this long (for its duration and the window ahead).
 OPEN_DURATION_DAYS = 365
-# Spellings of "yes" in online_transaction_flg (the real data sends Y/N; 1/true cost nothing to accept).
-ONLINE_YES = ("Y", "1", "TRUE")
 
 _ONLINE_WORDS = re.compile(r"интернет|онлайн|доставк|http|www|\.ru|приложен|marketplace|маркетплейс")
 _NO_TEXT = re.compile(r"^\s*(сайт не указан)?\s*$")
@@ -26,11 +24,6 @@ def day_of(value: dt.date | None) -> int | None:
 
 def date_of(day: int) -> dt.date:
     return EPOCH + dt.timedelta(days=int(day))
-
-
-def online_flag(column: str = "online_transaction_flg") -> pl.Expr:
-    """1 for an online transaction, 0 otherwise (missing included)."""
-    return pl.col(column).str.to_uppercase().is_in(ONLINE_YES).fill_null(False).cast(pl.Int8)
 
 
 def _amount_value(text: str | None) -> float:

@@ -182,3 +182,30 @@ def test_drift_judges_the_new_part_against_every_known_world(tmp_path):
     assert current["transaction_period"][0] >= json.loads((versions[3] / "manifest.json").read_text())["cut_date"]
     assert json.loads((tmp_path / "r4" / "drift.json").read_text())["judged"]["initial"]["version"] == "c1"
 
+
+
+def test_only_an_end_date_may_be_open_ended(tmp_path):
+    """5999-01-01 ends an open-ended offer; as the date of a transaction it is a broken row."""
+    import datetime as dt
+
+    import polars as pl
+
+    catalog, version = pair(tmp_path, "same")
+    offers = pl.read_parquet(version / "offer.parquet")
+    offers.with_columns(pl.lit(dt.date(5999, 1, 1)).alias("end_date")).write_parquet(version / "offer.parquet")
+    assert validate(version, sealed_manifest(version), catalog, PARAMS["validation"]).valid
+    tx = pl.read_parquet(version / "transaction.parquet")
+    broken = pl.int_range(pl.len()) % 10 == 0
+    tx.with_columns(pl.when(broken).then(pl.lit(dt.date(5999, 1, 1))).otherwise(pl.col("event_date"))
+                    .alias("event_date")).write_parquet(version / "transaction.parquet")
+    result = validate(version, sealed_manifest(version), catalog, PARAMS["validation"])
+    assert "transaction.event_date_in_plausible_window" in [c["check"] for c in result.failed_checks]
+
+
+def test_online_is_one_spelling_everywhere():
+    import polars as pl
+
+    from domain.tables import online_flag
+
+    flags = pl.DataFrame({"online_transaction_flg": ["Y", "y", "1", "true", "N", "0", None]})
+    assert flags.select(online_flag())["online_transaction_flg"].to_list() == [1, 1, 1, 1, 0, 0, 0]
