@@ -79,12 +79,6 @@ LINKS = [("transaction", "user_id", "people", "user_id", True),
 # version (about a hundred, listed twice in ValidationFinished) stay well under the broker's message
 # limit whatever the data holds (domain/events.py MAX_EVENT_BYTES).
 MAX_DETAILS_CHARS = 300
-DEFAULTS = {"max_null_key_rate": 0.01, "max_orphan_rate": 0.05, "max_duplicate_rate": 0.01,
-            "max_row_count_drop": 0.5, "max_profile_flip_rate": 0.05, "min_date": "2000-01-01",
-            "max_future_days": 400, "max_unparseable_rate": 0.01, "max_new_domain_rate": 0.2,
-            "max_unknown_brand_rate": 0.5, "max_changed_row_rate": 0.1, "min_pair_repeat_ratio": 0.5,
-            "collapse_top_share": 0.9, "max_categories_first_version": 500, "max_bad_date_rate": 0.01,
-            "required_tables": ["transaction", "people"], "ge_sample_rows": 200_000, "sample_seed": 0}
 
 
 @dataclass
@@ -267,7 +261,6 @@ def validate(snapshot: Path, manifest: dict, reference: Path | None, params: dic
     and later versions still name them (a rejected version's newcomers keep transacting, its merchants
     keep their offers); otherwise one rejected version would make orphans of every later one."""
     started = dt.datetime.now()
-    params = {**DEFAULTS, **(params or {})}
     runner = _Runner(params)
     manifest = manifest or {}
     version = manifest.get("version", Path(snapshot).name)
