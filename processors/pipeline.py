@@ -62,16 +62,18 @@ def now() -> str:
 STAGE_MODULES = ["processors.pipeline", "ml.catalog", "ml.serving", "ml.train", "ml.evaluate",
                  "quality.validation", "quality.drift"]
 _children = multiprocessing.get_context("forkserver")
-_children.set_forkserver_preload(STAGE_MODULES)
-# The stages' allocator setting (see ml.ALLOCATOR_ENV), inherited by the fork server when it starts.
-# Assigned, not defaulted: importing polars (done above, through the adapters) writes its own default
-# into the variable, and a default would then keep polars' setting in every stage. The fork server's
-# polars appends this value to its own, and the later setting wins.
-os.environ.update(ALLOCATOR_ENV)
 
 
 def start_stage_server() -> None:
-    """Start the fork server (it imports STAGE_MODULES, ~10 s) before the first version arrives."""
+    """Start the fork server (it imports STAGE_MODULES, ~10 s), once; the consumer calls it before the
+    first version arrives, and every stage before it runs. Importing this module changes nothing.
+
+    The stages' allocator setting (see ml.ALLOCATOR_ENV) is inherited by the fork server when it starts.
+    Assigned, not defaulted: importing polars (done by then, through the adapters) writes its own
+    default into the variable, and a default would then keep polars' setting in every stage. The fork
+    server's polars appends this value to its own, and the later setting wins."""
+    os.environ.update(ALLOCATOR_ENV)
+    _children.set_forkserver_preload(STAGE_MODULES)
     multiprocessing.forkserver.ensure_running()
 
 
@@ -88,6 +90,7 @@ async def in_child(fn, *args):
 async def measured_in_child(fn, *args) -> tuple[Any, float]:
     """`in_child`, also returning the stage process's peak resident memory in MB (logged as well)."""
     name = f"{fn.__module__}.{fn.__name__}"
+    await asyncio.to_thread(start_stage_server)  # at once when it runs already
     receiver, sender = _children.Pipe(duplex=False)
     process = _children.Process(target=_run_stage, args=(sender, fn, args), name=name)
     process.start()
