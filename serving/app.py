@@ -278,10 +278,10 @@ async def model_info(request: Request):
     runtime: Runtime = request.app.state.runtime
     deployed = runtime.pipeline.registry.deployed
     if deployed is None:
-        return {"model_name": settings().params["model"]["name"], "model_version": "none",
+        return {"model_name": runtime.config.params["model"]["name"], "model_version": "none",
                 "trained_on": "none", "features_count": 0, "train_metrics": {}, "status": "no model yet"}
     return {
-        "model_name": settings().params["model"]["name"],
+        "model_name": runtime.config.params["model"]["name"],
         "model_version": deployed.model_version,
         "trained_on": deployed.trained_on,
         "features_count": deployed.features_count,
@@ -297,11 +297,12 @@ async def model_info(request: Request):
 async def monitoring_drift(request: Request):
     """The decision on the last finished version: its drift check (if it had one: a first model and an
     invalid version have none), the action taken, the rule and every input it used."""
-    monitoring = request.app.state.runtime.pipeline.monitoring
+    runtime: Runtime = request.app.state.runtime
+    monitoring = runtime.pipeline.monitoring
     decision = monitoring.last_decision or {}
     drift = monitoring.drift
     evaluated = drift is not None and drift.version == decision.get("version")
-    threshold = drift.threshold if drift else float(settings().params["drift"]["threshold"])
+    threshold = drift.threshold if drift else float(runtime.config.params["drift"]["threshold"])
     return {
         "drift_detected": bool(drift.drift_detected) if evaluated else False,
         "drift_score": float(drift.drift_score) if evaluated else 0.0,
@@ -364,8 +365,8 @@ async def event_stream(request: Request, topics: str = "control,versions,pipelin
                             "once, each with its own broker consumer); try again later",
                        headers={"Retry-After": "10"})
     try:
-        return events_stream.EventStreamResponse(settings(), chosen, since,
-                                                 heartbeat_s=float(settings().params["events"]["heartbeat_s"]),
+        return events_stream.EventStreamResponse(runtime.config, chosen, since,
+                                                 heartbeat_s=float(runtime.config.params["events"]["heartbeat_s"]),
                                                  on_close=runtime.subscribers.leave)
     except BaseException:
         runtime.subscribers.leave()
