@@ -127,6 +127,43 @@ class EventLog:
         return metadata.offset
 
 
+class Tail:
+    """Reads some one-partition topics without a consumer group, each under a label of the caller's:
+    from an offset or from the live end (`records`), or only where each ends (`ends`). Used by the
+    SSE stream and the API's broker health check; `stop` closes its consumer."""
+
+    def __init__(self, settings: Settings, topics: dict[str, str]):
+        """`topics`: label -> topic name (without the deployment prefix)."""
+        self.partitions = {TopicPartition(settings.topic(topic), 0): label for label, topic in topics.items()}
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False)
+
+    async def start(self) -> None:
+        await self._consumer.start()
+
+    async def follow(self, offset: int | None) -> None:
+        """Read every topic from `offset` on (None: from its end, only what comes next)."""
+        self._consumer.assign(list(self.partitions))
+        if offset is None:
+            await self._consumer.seek_to_end(*self.partitions)
+        else:
+            for partition in self.partitions:
+                self._consumer.seek(partition, offset)
+
+    async def records(self, timeout_s: float, max_records: int) -> list[tuple[str, int, bytes]]:
+        """The next records as (label, offset, value), waiting up to timeout_s; [] if none came."""
+        batches = await self._consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        return [(self.partitions[partition], record.offset, record.value)
+                for partition, records in batches.items() for record in records]
+
+    async def ends(self) -> dict[str, int]:
+        """Each topic's end offset, by label."""
+        ends = await self._consumer.end_offsets(list(self.partitions))
+        return {self.partitions[partition]: end for partition, end in ends.items()}
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+
 async def end_offset(settings: Settings, topic: str) -> int:
     """The offset the next record of a one-partition topic will get."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False)

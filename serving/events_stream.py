@@ -11,10 +11,10 @@ from collections.abc import Callable
 
 import anyio
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from adapters.broker import Tail
 from domain import events, topology
 from domain.settings import Settings
 
@@ -51,8 +51,7 @@ class EventStreamResponse(StreamingResponse):
     def __init__(self, settings: Settings, topics: list[str], start: int | None, heartbeat_s: float,
                  on_close: Callable[[], None]):
         self.settings, self.start, self.heartbeat_s, self.on_close = settings, start, heartbeat_s, on_close
-        self.partitions = {TopicPartition(settings.topic(STREAMED[name]), 0): name for name in topics}
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False)
+        self.tail = Tail(settings, {name: STREAMED[name] for name in topics})
         super().__init__(self._frames(), media_type="text/event-stream",
                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -63,31 +62,24 @@ class EventStreamResponse(StreamingResponse):
             # Outside the stream's own cancel scope (which the client leaving cancels), and shielded from a
             # cancellation of the response itself (the server stopping): the consumer is always stopped.
             with anyio.CancelScope(shield=True):
-                await self.consumer.stop()
+                await self.tail.stop()
             self.on_close()
 
     async def _frames(self):
-        await self.consumer.start()
-        self.consumer.assign(list(self.partitions))
-        if self.start is None:
-            await self.consumer.seek_to_end(*self.partitions)
-        else:
-            for partition in self.partitions:
-                self.consumer.seek(partition, self.start)
+        await self.tail.start()
+        await self.tail.follow(self.start)
         yield b": connected\n\n"
         while True:
-            batches = await self.consumer.getmany(timeout_ms=int(self.heartbeat_s * 1000), max_records=200)
-            if not batches:
+            records = await self.tail.records(self.heartbeat_s, max_records=200)
+            if not records:
                 yield b": heartbeat\n\n"
                 continue
-            for partition, records in batches.items():
-                for record in records:
-                    try:
-                        event = events.from_bytes(record.value)
-                    except events.UnknownEvent:
-                        continue
-                    name = self.partitions[partition]
-                    payload = orjson.dumps({"topic": name, "offset": record.offset,
-                                            "type": type(event).__name__, "event": _summary(event)})
-                    yield (f"id: {name}:{record.offset}\nevent: {type(event).__name__}\n".encode()
-                           + b"data: " + payload + b"\n\n")
+            for name, offset, value in records:
+                try:
+                    event = events.from_bytes(value)
+                except events.UnknownEvent:
+                    continue
+                payload = orjson.dumps({"topic": name, "offset": offset, "type": type(event).__name__,
+                                        "event": _summary(event)})
+                yield (f"id: {name}:{offset}\nevent: {type(event).__name__}\n".encode()
+                       + b"data: " + payload + b"\n\n")

@@ -15,9 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
-from adapters.broker import EventLog, Follower, create_topics, end_offset
+from adapters.broker import EventLog, Follower, Tail, create_topics, end_offset
 from adapters.storage import ObjectStore
 from domain import events, topology
 from domain.settings import Settings
@@ -115,7 +113,7 @@ class Runtime:
         self.subscribers = Subscribers(int(config.params["events"]["max_subscribers"]))
         self.health_params = config.params["health"]
         self.broker_health = BrokerHealth()
-        self._health_consumer: AIOKafkaConsumer | None = None
+        self._health_tail: Tail | None = None  # where the followed topics end, for /ready
         self._saver: asyncio.Task | None = None
         self._stopping = asyncio.Event()
         self._watcher: asyncio.Task | None = None
@@ -147,8 +145,8 @@ class Runtime:
             await checkpointed.follower.start(from_offset=checkpointed.projection.position)
         self.serving.start()
         self._saver = asyncio.create_task(self._save_checkpoints(), name="checkpoints")
-        self._health_consumer = AIOKafkaConsumer(bootstrap_servers=self.config.broker, enable_auto_commit=False)
-        await self._health_consumer.start()
+        self._health_tail = Tail(self.config, {c.follower.topic: c.follower.topic for c in self.checkpointed})
+        await self._health_tail.start()
         await self._look_at_broker()
         self._watcher = asyncio.create_task(self._watch_broker(), name="broker-health")
         self.started = True
@@ -156,14 +154,11 @@ class Runtime:
     async def _look_at_broker(self) -> None:
         """Ask the broker for the followed topics' ends, within broker_timeout_s: it answers, or it is
         recorded as unreachable with the cause."""
-        followed = [checkpointed.follower for checkpointed in self.checkpointed]
-        partitions = {TopicPartition(self.config.topic(f.topic), 0): f.topic for f in followed}
         previous = self.broker_health
         try:
             async with asyncio.timeout(float(self.health_params["broker_timeout_s"])):
-                ends = await self._health_consumer.end_offsets(list(partitions))
-            self.broker_health = BrokerHealth(time.monotonic(), None, None,
-                                              {partitions[p]: end for p, end in ends.items()})
+                ends = await self._health_tail.ends()
+            self.broker_health = BrokerHealth(time.monotonic(), None, None, ends)
         except Exception as error:
             cause = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
             self.broker_health = BrokerHealth(time.monotonic(), cause, previous.failing_since or time.time(),
@@ -223,8 +218,8 @@ class Runtime:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
-        if self._health_consumer:
-            await self._health_consumer.stop()
+        if self._health_tail:
+            await self._health_tail.stop()
         await self.serving.stop()
         await self.pipeline_follower.stop()
         await self.ledger_follower.stop()

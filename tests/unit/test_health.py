@@ -6,21 +6,22 @@ import contextlib
 
 import pytest
 
+import adapters.broker
 from domain.settings import settings
 from serving import events_stream
 from serving.runtime import Runtime
 
 
 class Broker:
-    """Stands in for the health consumer: answers the topics' ends, or hangs like a paused broker."""
+    """Stands in for the health check's Tail: answers the topics' ends, or hangs like a paused broker."""
 
     def __init__(self):
-        self.ends: dict[str, int] | None = {}
+        self.topic_ends: dict[str, int] | None = {}
 
-    async def end_offsets(self, partitions):
-        if self.ends is None:
+    async def ends(self):
+        if self.topic_ends is None:
             await asyncio.sleep(3600)
-        return {p: self.ends.get(p.topic.split(".", 1)[1], 0) for p in partitions}
+        return dict(self.topic_ends)
 
 
 @contextlib.asynccontextmanager
@@ -28,7 +29,7 @@ async def runtime_with(broker: Broker):
     """A runtime that looks at this broker, as if it had connected (its producer is never started)."""
     runtime = Runtime(settings())
     runtime.health_params = {**runtime.health_params, "broker_timeout_s": 0.05, "max_lag": 10}
-    runtime._health_consumer = broker
+    runtime._health_tail = broker
     runtime.started = True
     try:
         yield runtime
@@ -42,11 +43,11 @@ def test_ready_only_while_the_broker_answers_and_projections_keep_up():
         async with runtime_with(broker) as runtime:
             await runtime._look_at_broker()
             assert runtime.degraded() == []
-            broker.ends = None  # paused: the look times out
+            broker.topic_ends = None  # paused: the look times out
             await runtime._look_at_broker()
             [problem] = runtime.degraded()
             assert "unreachable since" in problem and "TimeoutError" in problem
-            broker.ends = {"ingest.control": 50}  # back, with 50 control records the ledger has not applied
+            broker.topic_ends = {"ingest.control": 50}  # back, with 50 control records the ledger has not applied
             await runtime._look_at_broker()
             [problem] = runtime.degraded()
             assert problem == "projection of ingest.control: 50 records behind the log"
@@ -112,7 +113,7 @@ class Consumer:
 @pytest.fixture
 def consumers(monkeypatch):
     Consumer.instances.clear()
-    monkeypatch.setattr(events_stream, "AIOKafkaConsumer", Consumer)
+    monkeypatch.setattr(adapters.broker, "AIOKafkaConsumer", Consumer)
     return Consumer.instances
 
 
