@@ -70,6 +70,16 @@ class ObjectStore:
             keys.extend(item["Key"] for item in page.get("Contents", []))
         return sorted(keys)
 
+    def copy_dir(self, source: ObjectStore, source_prefix: str, prefix: str) -> list[str]:
+        """Copy every object under `source_prefix` of `source` (same S3 server, perhaps another bucket)
+        to the same relative keys under `prefix`, server-side."""
+        keys = []
+        for key in source.list_keys(source_prefix + "/"):
+            target = f"{prefix}/{key[len(source_prefix) + 1:]}"
+            self.client.copy_object(Bucket=self.bucket, Key=target, CopySource={"Bucket": source.bucket, "Key": key})
+            keys.append(target)
+        return keys
+
     def put_dir(self, prefix: str, directory: Path) -> list[str]:
         keys = []
         for path in sorted(p for p in directory.rglob("*") if p.is_file()):

@@ -71,9 +71,7 @@ async def rerun(config: Settings, version: str, namespace: str) -> dict[str, Any
         raise FileExistsError(f"namespace {namespace!r} has been used already: choose another")
     store = ObjectStore(target)
     snapshot = store.key("snapshots", version)
-    for key in ObjectStore(config).list_keys(sealed.snapshot_prefix + "/"):
-        store.client.copy_object(Bucket=store.bucket, Key=f"{snapshot}/{key[len(sealed.snapshot_prefix) + 1:]}",
-                                 CopySource={"Bucket": config.s3_bucket, "Key": key})
+    store.copy_dir(ObjectStore(config), sealed.snapshot_prefix, snapshot)
 
     event_log = EventLog(target)
     await event_log.start()
