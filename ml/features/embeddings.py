@@ -6,7 +6,7 @@ place them close anyway. This is the "global embeddings" half of look-alike syst
 "Finding Users Who Act Alike", KDD 2019); the per-offer half is the ranker.
 
 `implicit`'s ALS (Hu, Koren, Volinsky 2008) is a well-kept implementation of exactly this model:
-deterministic for a fixed seed, a few seconds on 50k x 6k. The matrix is BM25-weighted purchase
+deterministic for fixed starting factors, a few seconds on 50k x 6k. The matrix is BM25-weighted purchase
 counts, the usual input for ALS on implicit feedback (frequent brands and heavy buyers do not drown
 the rest).
 """
@@ -19,12 +19,26 @@ from threadpoolctl import threadpool_limits
 FACTORS = 32
 ITERATIONS = 15
 REGULARIZATION = 0.05
-SEED = 0  # factors are only compared within one state, so any fixed seed will do
+INITIAL_SCALE = 0.01  # the size of the starting factors, as implicit draws them
 
 
-def fit(counts: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+def initial_factors(ids: np.ndarray, factors: int) -> np.ndarray:
+    """Starting factors that depend on the id alone: uniform in [0, INITIAL_SCALE), a SplitMix64 hash of
+    (id, factor). ALS is not convex, so where it ends depends on where it starts; a brand starts at the
+    same place in every refit, and the factors of the next version's state stay close to this one's
+    where the data did not move (random starts moved the audiences of unchanged offers)."""
+    z = ids.astype(np.uint64)[:, None] * np.uint64(0x9E3779B97F4A7C15) + np.arange(
+        1, factors + 1, dtype=np.uint64)[None, :] * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return ((z >> np.uint64(40)).astype(np.float64) / 2**24 * INITIAL_SCALE).astype(np.float32)
+
+
+def fit(counts: sparse.csr_matrix, user_ids: np.ndarray, brand_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(user factors n_users x FACTORS, brand factors n_brands x FACTORS), float32 (fewer factors for a
-    catalog too small to have FACTORS; zeros when there is nothing to factorise)."""
+    catalog too small to have FACTORS; zeros when there is nothing to factorise). Rows of `counts` are
+    `user_ids`, columns `brand_ids`: the factors start from `initial_factors` of those ids."""
     from implicit.cpu.als import AlternatingLeastSquares
     from implicit.nearest_neighbours import bm25_weight
 
@@ -38,7 +52,9 @@ def fit(counts: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     # when the model is built).
     with threadpool_limits(1, "blas"):
         model = AlternatingLeastSquares(factors=factors, iterations=ITERATIONS, regularization=REGULARIZATION,
-                                        random_state=SEED, calculate_training_loss=False)
+                                        calculate_training_loss=False)
+        model.user_factors = initial_factors(user_ids, factors)
+        model.item_factors = initial_factors(brand_ids, factors)
         model.fit(weighted, show_progress=False)
     return (np.ascontiguousarray(model.user_factors, dtype=np.float32),
             np.ascontiguousarray(model.item_factors, dtype=np.float32))

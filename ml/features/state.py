@@ -356,7 +356,7 @@ def state_at(history: History, cut: int, exposure_as_of: int | None = None) -> S
             pl.col("day") < exposure_as_of)
         offer_frame = offer_frame.filter(pl.col("day").is_null() | known)
     offer_users = OfferUsers.build(offer_frame.select("offer_id", "kind", "u"), n)
-    user_factors, brand_factors = embeddings.fit(counts)
+    user_factors, brand_factors = embeddings.fit(counts, history.user_ids, history.brand_ids)
     mf_top = embeddings.top_unknown(user_factors, brand_factors, counts)
     adoptions = sequences.build(u, b, first_days, n, n_brands, history.min_day, cut)
 

@@ -50,7 +50,7 @@ def make_state() -> State:
     user_numeric = np.zeros((n_users, len(USER_NUMERIC)), np.float32)
     user_numeric[:, USER_NUMERIC.index("tx_90d")] = [5, 4, 3, 2, 9, 1]
     empty = sparse.csr_matrix((n_users, n_brands), dtype=np.float32)
-    user_factors, brand_factors = embeddings.fit(counts)
+    user_factors, brand_factors = embeddings.fit(counts, np.arange(101, 107), np.arange(501, 505))
     return State(
         cut=START + 10, user_ids=np.arange(101, 107), brand_ids=np.arange(501, 505),
         user_raw=pl.DataFrame({name: [None] * n_users for name in CATEGORICAL},

@@ -94,3 +94,15 @@ def test_offer_features_say_where_the_cut_sits_and_what_the_offer_got(history):
     assert matrix[0, FEATURE_INDEX["offer_window_converts_log"]] == pytest.approx(np.log1p(len(converts)))
     if len(converts):
         assert matrix[:, FEATURE_INDEX["mf_window_converts_similarity"]].std() > 0
+
+
+def test_als_starts_from_factors_of_the_id_alone():
+    """A brand or client starts every refit at the same place, wherever it sits in the matrix."""
+    from ml.features import embeddings
+
+    ids = np.array([7, 123456789012, -3, 42], dtype=np.int64)
+    start = embeddings.initial_factors(ids, 8)
+    assert start.shape == (4, 8) and start.dtype == np.float32
+    assert (start >= 0).all() and (start < embeddings.INITIAL_SCALE).all() and len(np.unique(start)) == 32
+    np.testing.assert_array_equal(embeddings.initial_factors(ids[::-1], 8), start[::-1])
+    np.testing.assert_array_equal(embeddings.initial_factors(ids[:2], 8), start[:2])
