@@ -18,6 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.stack import kill9
+
 ROOT = Path(__file__).resolve().parents[2]
 # Where the private stacks live: a known place, so that .ci/run stops any left behind by a killed run.
 FAULTS_DIR = Path(os.environ.get("LAL_FAULTS_DIR", ROOT / "var" / "faults"))
@@ -73,18 +75,15 @@ class Stack:
         os.killpg(self.pid(process), signal.SIGCONT)
 
     def kill9(self, process: str) -> None:
-        pid = self.pid(process)
-        os.killpg(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.05)
+        kill9(self.directory, process)
 
     def restart(self, process: str) -> None:
         self._stack("restart", process)
+
+    def kill_and_restart(self, process: str) -> None:
+        """kill -9, then started again as `stack.sh up` starts it."""
+        self.kill9(process)
+        self.restart(process)
 
     def log(self, process: str) -> str:
         return (self.directory / "logs" / f"{process}.log").read_text(errors="replace")

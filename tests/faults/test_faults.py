@@ -108,8 +108,7 @@ class Watch:
 
     def api_down(self, stack: Stack) -> None:
         started = time.monotonic()
-        stack.kill9("api")
-        stack.restart("api")
+        stack.kill_and_restart("api")
         self.down.append((started, time.monotonic()))
 
     def stop(self) -> None:
@@ -216,15 +215,13 @@ def run_disturbed(stack: Stack, series: list[Path], watch: Watch) -> list[str]:
     s3_pause.join()
     # v1, validation: the pipeline consumer killed mid-stage, then restarted.
     in_stage(stack.url, "validate")
-    stack.kill9("pipeline")
-    stack.restart("pipeline")
+    stack.kill_and_restart("pipeline")
     note("validation: pipeline killed and restarted")
     # v1, training: MLflow paused, S3 killed and restarted on its own disk.
     in_stage(stack.url, "train")
     mlflow_pause = paused_for(stack, "mlflow", 10)
     note("training: MLflow paused 10 s")
-    stack.kill9("s3")
-    stack.restart("s3")
+    stack.kill_and_restart("s3")
     note("training: S3 killed and restarted")
     mlflow_pause.join()
     idle(stack.url, base.name)
@@ -233,15 +230,13 @@ def run_disturbed(stack: Stack, series: list[Path], watch: Watch) -> list[str]:
     for body in sender.batches(same, same.name):
         sender.send(body)
     sender.commit(same.name)
-    stack.kill9("worker")
-    stack.restart("worker")
+    stack.kill_and_restart("worker")
     note("sealing: worker killed and restarted")
     in_stage(stack.url, "validate")
     pipeline_pause = paused_for(stack, "pipeline", 5)
     note("validation: pipeline paused 5 s")
     pipeline_pause.join()
-    stack.kill9("mlflow")
-    stack.restart("mlflow")
+    stack.kill_and_restart("mlflow")
     note("MLflow killed and restarted")
     idle(stack.url, same.name)
 
@@ -251,8 +246,7 @@ def run_disturbed(stack: Stack, series: list[Path], watch: Watch) -> list[str]:
         sender.send(body)
     sender.commit(drift.name)
     in_stage(stack.url, "train")
-    stack.kill9("pipeline")
-    stack.restart("pipeline")
+    stack.kill_and_restart("pipeline")
     note("training: pipeline killed and restarted")
     in_stage(stack.url, "train")
     broker_pause = paused_for(stack, "broker", 4)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from domain import events, topology
 from domain.settings import settings
 from ops.log import read_topic
 from ops.replay import READS
-from tests.stack import wait_idle
+from tests.stack import kill9, wait_idle
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,18 +56,6 @@ def probe_query(version_dir: Path) -> dict:
 
     offer = pl.read_parquet(version_dir / "offer.parquet").sort("offer_id").row(0, named=True)
     return {"merchant_id": offer["merchant_id_offer"], "offer_id": offer["offer_id"], "top_n": 50}
-
-
-def kill9(stack_dir: Path, component: str) -> None:
-    pid = int((stack_dir / "pids" / f"{component}.pid").read_text())
-    os.killpg(pid, signal.SIGKILL)  # its own session: the whole process group, no chance to clean up
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
 
 
 def restart(component: str) -> None:
