@@ -5,11 +5,18 @@
 The oracle (datagen/oracle.py) knows each client's ladder, hidden noise included. A look-alike model
 can at best learn the visible fit(u, b) (world.py), the client's adoption rate A_u and repertoire.
 The ceiling ranking here is given exactly those: for a fresh offer of brand b, the client's next
-ladder steps are taken to be the unknown open brands in fit order, b's place among them is k, and
-the score is P(at least k steps in the window) = P(Poisson(v * A_u * window) >= k); existing
-customers are left out. It ignores the taste law and the offer's exposure (both smaller in a
+ladder steps are taken to be the open brands the client does not buy at yet, in fit order; b's place
+among them is k, and the score is P(at least k steps in the window) = P(Poisson(v * A_u * window) >= k);
+existing customers are left out. It ignores the taste law and the offer's exposure (both smaller in a
 high-visibility world), so it is a yardstick of visibility, not an optimum. MAP@100 over v1's fresh
-offers, next to the oracle's on the same offers and candidates.
+offers, next to the oracle's on the same offers and candidates, for:
+
+- hidden repertoire: the brands the client knows in the simulator, bought at or not, are left out of
+  the ladder (what this script reported first: a client who knows a brand but has not bought there
+  yet is invisible in data, so this ceiling is not reachable from data);
+- visible repertoire: only the brands the client has bought at are left out, as data shows them;
+- visible repertoire with the fit known up to Gaussian noise of each `--noise` SD (seeded): how sharp
+  the ceiling is. A learnt fit is an estimate; the ladder orders brands by small fit differences.
 """
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ import polars as pl  # noqa: E402
 from scipy.special import gammaincc  # noqa: E402
 
 from datagen import generate_series  # noqa: E402
+from datagen import scenarios as scenario_kinds  # noqa: E402
 from datagen.series import FIRST_MONTH, HISTORY_MONTHS, WORLD_EXTRA_ERAS, Timeline  # noqa: E402
 from datagen.simulate import day_number  # noqa: E402
 from datagen.world import build_world, month_start  # noqa: E402
@@ -38,11 +46,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--visibility", type=float, default=1.0)
     parser.add_argument("--targeting", type=float, default=1.0)
+    parser.add_argument("--series", default="base,same,drift_behaviour",
+                        help="scenarios generated (the world depends on them; the default is bench/ml_quality.py's)")
+    parser.add_argument("--noise", default="0.3,1", help="comma-separated SDs of noise added to the fit")
     args = parser.parse_args()
     if not 0 < args.visibility <= 1:
         parser.error("--visibility in (0, 1]: without a ladder there is nothing to walk")
     with tempfile.TemporaryDirectory(prefix="visible_ceiling_") as work:
-        version, = generate_series(work, args.scale, args.seed, ["base"], "increment", args.visibility, args.targeting)
+        series = args.series.split(",")
+        version = generate_series(work, args.scale, args.seed, series, "increment", args.visibility, args.targeting)[0]
         offers = pl.read_parquet(version / "_holdout" / "offer.parquet").filter(pl.col("kind") == "fresh")
         past = pl.read_parquet(version / "transaction.parquet").select("user_id", "brand_dk", "event_date")
         future = pl.read_parquet(version / "_holdout" / "transaction.parquet").select(past.columns)
@@ -51,9 +63,10 @@ def main() -> None:
         oracle = pl.read_parquet(version / "_holdout" / "oracle.parquet")
 
     # The same world and history again (the generator is deterministic), read at the cut.
-    world = build_world(args.scale, args.seed, versions=1 + WORLD_EXTRA_ERAS, visibility=args.visibility,
-                        targeting=args.targeting)
-    timeline = Timeline(world, {}, args.seed + 1)
+    behaviours = scenario_kinds.behaviours(series)
+    world = build_world(args.scale, args.seed, versions=len(series) + WORLD_EXTRA_ERAS, behaviours=behaviours,
+                        visibility=args.visibility, targeting=args.targeting)
+    timeline = Timeline(world, behaviours, args.seed + 1)
     last_month = HISTORY_MONTHS - 1
     timeline.month(last_month)
     cut = day_number(month_start(FIRST_MONTH, last_month + 1))
@@ -65,31 +78,50 @@ def main() -> None:
     bought = sim.keys[sim.first_tx < cut]
     customer = np.zeros_like(knows)
     customer[bought // sim.nb, bought % sim.nb] = True
-    fit = np.where(~knows[clients] & (world.brand_since <= 1)[None, :], world.fit(clients), -np.inf)
-    order = np.argsort(-fit, axis=1, kind="stable")
-    place = np.empty_like(order)
-    np.put_along_axis(place, order, np.arange(world.n_brands)[None, :].repeat(len(clients), axis=0), axis=1)
+    open_brands = (world.brand_since <= 1)[None, :]
+    fit = world.fit(clients)
     brand_of = dict(zip(world.merchants["merchant_id_offer"].to_list(), world.merchants["brand_index"].to_list()))
     ids = world.user_ids[clients]
     horizon = month_start(FIRST_MONTH, last_month + 6)
-    ceiling, oracle_ap = [], []
-    for row in offers.iter_rows(named=True):
-        key = (pl.col("offer_id") == row["offer_id"]) & (pl.col("merchant_id_offer") == row["merchant_id_offer"])
-        relevant = set(truth.filter(key)["user_id"].to_list())
-        if not relevant:
-            continue
-        brand = brand_of[row["merchant_id_offer"]]
-        days = (min(row["end_date"], horizon) - row["start_date"]).days + 1
-        steps = args.visibility * world.adopt[clients] * days / 30.4
-        score = np.where(customer[clients, brand], -1.0, 1.0 - gammaincc(place[:, brand] + 1, steps))
-        ceiling.append(average_precision_at_k(ids[top_k(score, ids, 100)].tolist(), relevant))
-        mine = oracle.filter(key)
+    fresh = [(row, brand_of[row["merchant_id_offer"]], relevant) for row in offers.iter_rows(named=True)
+             if (relevant := set(truth.filter((pl.col("offer_id") == row["offer_id"])
+                                              & (pl.col("merchant_id_offer") == row["merchant_id_offer"]))
+                                  ["user_id"].to_list()))]
+
+    def ceiling(left_out: np.ndarray, estimate: np.ndarray) -> float:
+        """MAP@100 of the ladder-place ranking with `estimate` as the fit and `left_out` brands off the ladder."""
+        ranked = np.where(~left_out & open_brands, estimate, -np.inf)
+        order = np.argsort(-ranked, axis=1, kind="stable")
+        place = np.empty_like(order)
+        np.put_along_axis(place, order, np.arange(world.n_brands)[None, :].repeat(len(clients), axis=0), axis=1)
+        scores = []
+        for row, brand, relevant in fresh:
+            days = (min(row["end_date"], horizon) - row["start_date"]).days + 1
+            steps = args.visibility * world.adopt[clients] * days / 30.4
+            score = np.where(customer[clients, brand], -1.0, 1.0 - gammaincc(place[:, brand] + 1, steps))
+            scores.append(average_precision_at_k(ids[top_k(score, ids, 100)].tolist(), relevant))
+        return float(np.mean(scores))
+
+    oracle_ap = []
+    for row, brand, relevant in fresh:
+        mine = oracle.filter((pl.col("offer_id") == row["offer_id"])
+                             & (pl.col("merchant_id_offer") == row["merchant_id_offer"]))
         probability = np.zeros(len(ids))
         probability[np.searchsorted(ids, mine["user_id"].to_numpy())] = mine["probability"].to_numpy()
         probability[customer[clients, brand]] = -1.0
         oracle_ap.append(average_precision_at_k(ids[top_k(probability, ids, 100)].tolist(), relevant))
+    figures = {"hidden repertoire": ceiling(knows[clients], fit),
+               "visible repertoire": ceiling(customer[clients], fit)}
+    rng = np.random.default_rng(args.seed)
+    for sd in (float(x) for x in args.noise.split(",") if x):
+        figures[f"visible, fit noise SD {sd:g}"] = ceiling(customer[clients], fit + rng.normal(0, sd, fit.shape))
+    unknown = np.where(~customer[clients] & open_brands, fit, np.nan)
+    spread = float(np.nanmean(np.nanstd(unknown, axis=1)))
     print(f"{args.scale} seed {args.seed} visibility {args.visibility:g} targeting {args.targeting:g}: "
-          f"fresh offers {len(ceiling)}, MAP@100 visible ceiling {np.mean(ceiling):.3f}, oracle {np.mean(oracle_ap):.3f}")
+          f"fresh offers {len(fresh)}, MAP@100 oracle {np.mean(oracle_ap):.3f}; fit SD among a client's unknown "
+          f"brands {spread:.2f}")
+    for name, value in figures.items():
+        print(f"  ceiling, {name}: {value:.3f}")
 
 
 if __name__ == "__main__":
