@@ -23,8 +23,8 @@ ARCHIVE = "archive"  # .dvc records of versions whose data now lives only in the
 class Lineage:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.root = settings.work_dir / "lineage"
-        self.remote = f"s3://{settings.s3_bucket}/{settings.s3_key('dvc')}"
+        self.root = settings.layout.lineage()
+        self.remote = f"s3://{settings.s3_bucket}/{settings.layout.lineage_remote()}"
 
     def _dvc(self, *args: str) -> str:
         env = {**os.environ, "DVC_NO_ANALYTICS": "1"}

@@ -9,6 +9,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from domain.layout import COMPLETE
 from domain.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,6 @@ class ObjectStore:
                           retries={"max_attempts": int(limits["max_attempts"]), "mode": "standard"},
                           connect_timeout=float(limits["connect_timeout_s"]), read_timeout=float(limits["read_timeout_s"])),
         )
-
-    def key(self, *parts: str) -> str:
-        return self.settings.s3_key(*parts)
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -90,7 +88,7 @@ class ObjectStore:
 
     def get_dir(self, prefix: str, directory: Path) -> Path:
         """Download a folder; a complete local copy (marked by .complete) is reused, not fetched again."""
-        marker = directory / ".complete"
+        marker = directory / COMPLETE
         if marker.exists():
             return directory
         for key in self.list_keys(prefix + "/"):

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from domain.layout import Layout
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -34,8 +36,10 @@ class Settings:
         """Topics are namespaced by deployment so test runs never see each other's events."""
         return f"{self.deployment}.{name}"
 
-    def s3_key(self, *parts: str) -> str:
-        return "/".join((self.deployment, *parts))
+    @property
+    def layout(self) -> Layout:
+        """Every object-store key and local path of this deployment (domain/layout.py)."""
+        return Layout(self.deployment, self.work_dir)
 
 
 def load_params(path: Path | None = None) -> dict[str, Any]:

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 from catboost import CatBoost, Pool
 
-META_FILE = "model.json"
-MODEL_FILE = "model.cbm"
+from domain.layout import model_file
+
+META_FILE = "model.json"  # beside the model file (domain.layout.model_file)
 
 
 @dataclass
@@ -47,7 +48,7 @@ class LookalikeModel:
     def save(self, out: Path) -> Path:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        path = out / MODEL_FILE
+        path = model_file(out)
         self.booster.save_model(str(path), format="cbm")
         (out / META_FILE).write_text(json.dumps(self.meta, indent=2, sort_keys=True, ensure_ascii=False))
         return path

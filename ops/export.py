@@ -7,6 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from adapters.storage import ObjectStore
+from domain.layout import MANIFEST
 from domain.settings import Settings
 
 FORMATS = ("csv", "parquet")
@@ -17,11 +18,11 @@ def export(config: Settings, version: str, fmt: str, out: Path) -> list[Path]:
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     store = ObjectStore(config)
-    prefix = store.key("snapshots", version)
-    if not store.exists(f"{prefix}/manifest.json"):  # the sealer writes it last
+    prefix = config.layout.snapshot(version)
+    if not store.exists(f"{prefix}/{MANIFEST}"):  # the sealer writes it last
         raise LookupError(f"version {version!r} has no sealed snapshot at s3://{store.bucket}/{prefix}/")
     out.mkdir(parents=True, exist_ok=True)
-    written = [store.get_file(f"{prefix}/manifest.json", out / "manifest.json")]
+    written = [store.get_file(f"{prefix}/{MANIFEST}", out / MANIFEST)]
     tables = [key for key in store.list_keys(prefix + "/") if key.endswith(".parquet")]
     for key in tables:
         name = Path(key).name

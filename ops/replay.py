@@ -24,7 +24,7 @@ READS = ("/status", "/model/info", "/experiments", "/monitoring/drift", "/monito
 
 async def rebuild(config: Settings, work_dir: Path, timeout: float = 300.0) -> Runtime:
     """A Runtime folded from offset 0 up to the log's current end, its servable model loaded."""
-    checkpoints = work_dir / "projections" / config.deployment
+    checkpoints = dataclasses.replace(config, work_dir=work_dir).layout.checkpoints()
     if checkpoints.exists():
         raise FileExistsError(f"{checkpoints} already holds checkpoints: replay needs an empty work dir")
     runtime = Runtime(dataclasses.replace(config, work_dir=work_dir))

@@ -65,12 +65,12 @@ async def rerun(config: Settings, version: str, namespace: str) -> dict[str, Any
         elif not live:
             before.apply(offset, event.to_bytes())
 
-    target = dataclasses.replace(config, deployment=namespace, work_dir=config.work_dir / "ops" / namespace)
+    target = dataclasses.replace(config, deployment=namespace, work_dir=config.layout.ops(namespace))
     await create_topics(target)
     if await end_offset(target, topology.PIPELINE.name) > 0:
         raise FileExistsError(f"namespace {namespace!r} has been used already: choose another")
     store = ObjectStore(target)
-    snapshot = store.key("snapshots", version)
+    snapshot = target.layout.snapshot(version)
     store.copy_dir(ObjectStore(config), sealed.snapshot_prefix, snapshot)
 
     event_log = EventLog(target)

@@ -22,7 +22,7 @@ from processors import sealer
 log = logging.getLogger(__name__)
 config = settings()
 broker_compat.install()
-FAUST_DIR = config.work_dir / "faust" / config.deployment  # rocksdb state; lives and dies with its log
+FAUST_DIR = config.layout.faust_state()
 FAUST_DIR.mkdir(parents=True, exist_ok=True)
 
 app = faust.App(

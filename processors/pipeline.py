@@ -42,12 +42,11 @@ from adapters.broker import EventLog, Follower, create_topics
 from adapters.lineage import Lineage
 from adapters.storage import ObjectStore, prune_local_copies
 from adapters.tracking import Tracker
-from domain import events, policy, topology
+from domain import events, layout, policy, topology
 from domain.settings import Settings, settings
 from ml import ALLOCATOR_ENV
 from processors import failures
 from processors.failures import StageProcessDied
-from processors.sealer import snapshot_prefix
 from projections.views import PipelineViews
 
 log = logging.getLogger(__name__)
@@ -158,7 +157,8 @@ class Pipeline:
         self.lineage = lineage
         self.views = views
         self.params = config.params
-        self.cache = config.work_dir / "pipeline"
+        self.layout = config.layout
+        self.cache = self.layout.pipeline_cache()
         self.timeouts = {stage: float(limit) for stage, limit in self.params["pipeline"]["stage_timeout_s"].items()}
         self.retry = self.params["pipeline"]["retry"]
 
@@ -285,13 +285,13 @@ class Pipeline:
         deployed = self.views.registry.before(version)
 
         async with self.stage(version, "validate") as summary:
-            rejected = [self.fetch_dir(snapshot_prefix(self.store, name), "snapshots", name)
+            rejected = [self.fetch_dir(self.layout.snapshot(name), "snapshots", name)
                         for name in self.views.catalog.rejected_before(version)]
             result = await in_child(validation.validate, snapshot, sealed.manifest, reference,
                                     self.params["validation"], None, rejected)
             report_dir = self.local_dir("reports", version)
             report = validation.write_report(result, report_dir)
-            report_key = self.store.key("reports", version, report.name)
+            report_key = self.layout.report(version, report.name)
             self.store.put_file(report_key, report)
             await self.publish(events.ValidationFinished(
                 version=version, valid=result.valid, checks_total=result.checks_total,
@@ -301,7 +301,7 @@ class Pipeline:
             summary["text"] = f"valid={result.valid} failed={result.checks_failed}/{result.checks_total}"
         if not result.valid:
             # Rejected data stays stored for inspection, marked as such.
-            self.store.put_bytes(f"{sealed.snapshot_prefix}/REJECTED.json",
+            self.store.put_bytes(f"{sealed.snapshot_prefix}/{layout.REJECTED}",
                                  json.dumps({"failed_checks": result.failed_checks}).encode())
             await self.finish(version, valid=False, decision=policy.decide(False, deployed is not None, None))
             return
@@ -310,10 +310,10 @@ class Pipeline:
             catalog_dir = self.local_dir("catalog", version)
             shutil.rmtree(catalog_dir, ignore_errors=True)
             stats = await in_child(ml_catalog.merge, reference, snapshot, catalog_dir)
-            await in_child(ml_serving.build_bundle, catalog_dir, catalog_dir / "bundle")
-            catalog_prefix = self.store.key("catalog", version)
+            await in_child(ml_serving.build_bundle, catalog_dir, catalog_dir / layout.BUNDLE_DIR)
+            catalog_prefix = self.layout.catalog(version)
             self.store.put_dir(catalog_prefix, catalog_dir)
-            (catalog_dir / ".complete").touch()
+            (catalog_dir / layout.COMPLETE).touch()
             # DVC tracks the snapshot and the merged catalog and pushes both to the S3 remote.
             await asyncio.to_thread(self.lineage.track, "snapshots", version, snapshot)
             content_hash = await asyncio.to_thread(self.lineage.track, "catalog", version, catalog_dir)
@@ -337,7 +337,7 @@ class Pipeline:
                 verdict = policy.drift_verdict(drift.scores, float(self.params["drift"]["threshold"]))
                 report_keys = []
                 for path in drift.report_files:
-                    report_keys.append(self.store.key("reports", version, path.name))
+                    report_keys.append(self.layout.report(version, path.name))
                     self.store.put_file(report_keys[-1], path)
                 await self.publish(events.DriftEvaluated(
                     version=version, reference_version=deployed.trained_on,
@@ -390,7 +390,7 @@ class Pipeline:
             model_dir = self.local_dir("models", model_version)
             shutil.rmtree(model_dir, ignore_errors=True)
             # The deployed model is scored on the new model's hold-out in the same process.
-            baseline = (_model_file(self.fetch_dir(deployed.model_key, "models", deployed.model_version))
+            baseline = (layout.model_file(self.fetch_dir(deployed.model_key, "models", deployed.model_version))
                         if deployed is not None else None)
             trained = await in_child(ml_train.train, catalog_dir, model_dir, model_params, seed, baseline)
             summary["text"] = f"map@100={trained.metrics.get('map_at_100', float('nan')):.4f}"
@@ -403,7 +403,7 @@ class Pipeline:
                                                trained.model_path.parent)
             data_hash = recorded["data_md5"]  # dvc.lock's md5 of the catalog this model learnt from
             (trained.model_path.parent / "dvc.lock").write_text(recorded["dvc_lock"])
-            model_key = self.store.key("models", model_version)
+            model_key = self.layout.model(model_version)
             self.store.put_dir(model_key, trained.model_path.parent)
             run_id = await asyncio.to_thread(
                 self.tracker.log_training, data_version=version, model_version=model_version,
@@ -433,10 +433,6 @@ class Pipeline:
             first_model=decision.first_model,
             decision={"reason": decision.reason, "trained": decision.train,
                       "drift": verdict.to_dict() if verdict is not None else None, "deploy": comparison}))
-
-
-def _model_file(model_dir: Path) -> Path:
-    return next(model_dir.glob("*.cbm"))
 
 
 async def run(config: Settings) -> None:

@@ -32,6 +32,7 @@ from adapters.broker import read_range, scan
 from adapters.storage import ObjectStore
 from domain import chunks, events, topology
 from domain import ledger as ledger_fold
+from domain.layout import MANIFEST
 from domain.settings import Settings
 from domain.tables import TABLE_NAMES, empty_frame
 
@@ -61,10 +62,6 @@ async def until_done(attempt: Callable[[], Awaitable[T]], what: str, sleep=async
                         what, failures, type(error).__name__, error, delay)
             await sleep(delay)
             delay = min(delay * 2, max_delay_s)
-
-
-def snapshot_prefix(store: ObjectStore, version: str) -> str:
-    return store.key("snapshots", version)
 
 
 async def version_ledger(settings: Settings, version: str, first: int, last: int
@@ -124,15 +121,15 @@ async def seal_commit(settings: Settings, store: ObjectStore, version: str, firs
 async def seal(settings: Settings, store: ObjectStore,
                version_ledger: ledger_fold.VersionLedger) -> events.VersionSealed:
     manifest = ledger_fold.manifest(version_ledger, TABLE_NAMES)
-    prefix = snapshot_prefix(store, version_ledger.version)
+    prefix = settings.layout.snapshot(version_ledger.version)
     workdir = Path(tempfile.mkdtemp(prefix=f"seal-{version_ledger.version}-", dir=_tmp_root(settings)))
     try:
         # Uploads in a thread: the processor's event loop keeps its broker connection alive meanwhile,
         # however long the object store takes to answer.
         for table, path in (await _write_tables(settings, version_ledger, workdir)).items():
             await asyncio.to_thread(store.put_file, f"{prefix}/{table}.parquet", path)
-        (workdir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        await asyncio.to_thread(store.put_file, f"{prefix}/manifest.json", workdir / "manifest.json")
+        (workdir / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        await asyncio.to_thread(store.put_file, f"{prefix}/{MANIFEST}", workdir / MANIFEST)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     log.info("sealed %s: %s", version_ledger.version,
@@ -172,6 +169,6 @@ async def _write_tables(settings: Settings, version_ledger: ledger_fold.VersionL
 
 
 def _tmp_root(settings: Settings) -> Path:
-    root = settings.work_dir / "tmp"
+    root = settings.layout.scratch()
     root.mkdir(parents=True, exist_ok=True)
     return root

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.storage import ObjectStore, prune_local_copies
-from domain import events
+from domain import events, layout
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class ServingModel:
     def wanted(self) -> Servable | None:
         if self.catalog is None or self.model is None:
             return None
-        return Servable(bundle_prefix=f"{self.catalog.catalog_prefix}/bundle", catalog_version=self.catalog.version,
+        return Servable(bundle_prefix=layout.bundle(self.catalog.catalog_prefix), catalog_version=self.catalog.version,
                         model_key=self.model.model_key, model_version=self.model.model_version,
                         trained_on=self.model.trained_on)
 
@@ -103,4 +103,4 @@ class ServingModel:
 
         bundle = self.store.get_dir(wanted.bundle_prefix, self.cache_dir / "bundles" / wanted.catalog_version)
         model_dir = self.store.get_dir(wanted.model_key, self.cache_dir / "models" / wanted.model_version)
-        return Scorer(bundle, next(model_dir.glob("*.cbm")))
+        return Scorer(bundle, layout.model_file(model_dir))

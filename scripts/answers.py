@@ -9,9 +9,9 @@ The series (tiny, seed 7, every version with only its new rows): a first model, 
 drift, a corrupted one, a drift, and a version without drift after it. Each version is sent over HTTP
 (`datagen.send`), and the next only once the pipeline is idle. Then every read of the API
 (`ops.replay.READS`), and the top-100 audience with scores and reasons of every offer of the catalog,
-are written as sorted JSON. Masked (replaced by "<masked>"): times (keys ending in _at, _s, _ms,
-timestamp, uptime), MLflow's run ids, and the local ports of an address; all of them change from run
-to run on the same code. Everything else (decisions, every score and margin, metrics, model versions,
+are written as sorted JSON. Masked (replaced by "<masked>"): times and durations (keys ending in _at,
+_s, _ms, _seconds, timestamp, uptime, started, finished), memory peaks (_mb), MLflow's run ids, and
+the local ports of an address; all of them change from run to run on the same code. Everything else (decisions, every score and margin, metrics, model versions,
 data hashes, audiences) must be byte-identical.
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ from ops.replay import READS  # noqa: E402
 from tests.stack import wait_idle  # noqa: E402
 
 SERIES = ["base", "same", "corrupt_shuffled_users", "drift_behaviour", "same"]
-VOLATILE = re.compile(r"(_at|_s|_ms|timestamp|uptime|run_id|runtime_seconds|started|finished)$")
+VOLATILE = re.compile(r"(_at|_s|_ms|_seconds|_mb|timestamp|uptime|run_id|started|finished)$")
 PORT = re.compile(r"(localhost|127\.0\.0\.1):\d+")
 
 

@@ -89,10 +89,10 @@ class Runtime:
         self.event_log = EventLog(config)
         self.ledger = LedgerView()
         self.pipeline = PipelineViews()
-        self.serving = ServingModel(self.store, config.work_dir / "serving")
+        self.serving = ServingModel(self.store, config.layout.serving_cache())
         self.ledger_follower = Follower(config, topology.INGEST_CONTROL.name, self.ledger.apply)
         self.pipeline_follower = Follower(config, topology.PIPELINE.name, self._on_pipeline)
-        checkpoints = config.work_dir / "projections" / config.deployment
+        checkpoints = config.layout.checkpoints()
         self.checkpointed = (
             Checkpointed(self.ledger, self.ledger_follower, Checkpoint(checkpoints / "ledger.json")),
             Checkpointed(self.pipeline, self.pipeline_follower, Checkpoint(checkpoints / "pipeline.json")),
@@ -108,7 +108,7 @@ class Runtime:
         self.batch_body_limits = BodyLimits(max_bytes=int(http["max_batch_body_bytes"]), **pace)
         self.body_limits = BodyLimits(max_bytes=int(http["max_body_bytes"]), **pace)
         self.body_memory = BodyMemory(int(http["body_memory_bytes"]))
-        self.tmp_dir = config.work_dir / "tmp" / "bodies"
+        self.tmp_dir = config.layout.scratch("bodies")
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.subscribers = Subscribers(int(config.params["events"]["max_subscribers"]))
         self.health_params = config.params["health"]

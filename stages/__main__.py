@@ -13,6 +13,7 @@ from pathlib import Path
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
+from domain.layout import BUNDLE_DIR, MANIFEST, model_file  # noqa: E402
 from domain.settings import ROOT, load_params  # noqa: E402
 
 DATA = ROOT / "data"
@@ -45,7 +46,7 @@ def validate(params: dict) -> None:
     from quality.validation import validate as run_validation
 
     first = _versions()[0]
-    manifest = json.loads((first / "manifest.json").read_text())
+    manifest = json.loads((first / MANIFEST).read_text())
     result = run_validation(first, manifest, None, params["validation"])
     _write(REPORTS / "validation.json", {"version": first.name, **json.loads(result.to_json())})
     if not result.valid:
@@ -58,7 +59,7 @@ def catalog(params: dict) -> None:
 
     shutil.rmtree(CATALOG, ignore_errors=True)
     stats = merge(None, _versions()[0], CATALOG)
-    build_bundle(CATALOG, CATALOG / "bundle")
+    build_bundle(CATALOG, CATALOG / BUNDLE_DIR)
     _write(REPORTS / "catalog.json", {"version": _versions()[0].name, "rows": stats})
 
 
@@ -74,8 +75,7 @@ def train(params: dict) -> None:
 def evaluate(params: dict) -> None:
     from ml.evaluate import evaluate as run_evaluation
 
-    model_file = next(MODEL.glob("*.cbm"))
-    _write(REPORTS / "evaluation.json", run_evaluation(model_file, CATALOG, params["model"], int(params["seed"])))
+    _write(REPORTS / "evaluation.json", run_evaluation(model_file(MODEL), CATALOG, params["model"], int(params["seed"])))
 
 
 def drift(params: dict) -> None:

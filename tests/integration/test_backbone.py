@@ -15,6 +15,7 @@ import pytest
 from adapters.broker import Follower
 from adapters.storage import ObjectStore
 from domain import topology
+from domain.layout import MANIFEST
 from domain.settings import settings
 from projections.ledger import LedgerView
 from projections.views import PipelineViews
@@ -42,10 +43,10 @@ def test_resend_is_idempotent_and_last_write_wins(api, run_id):
     assert api.post("/data/commit", json={"version": version}).json()["tables_received"] == ["merchant"]
     wait_idle(api)
     store = ObjectStore(settings())
-    manifest = json.loads(store.get_bytes(store.key("snapshots", version, "manifest.json")))
+    manifest = json.loads(store.get_bytes(f"{settings().layout.snapshot(version)}/{MANIFEST}"))
     assert manifest["tables"]["merchant"]["rows"] == 9
     assert manifest["tables"]["merchant"]["replaced_batches"] == 1
-    frame = pl.read_parquet(io.BytesIO(store.get_bytes(store.key("snapshots", version, "merchant.parquet"))))
+    frame = pl.read_parquet(io.BytesIO(store.get_bytes(f"{settings().layout.snapshot(version)}/merchant.parquet")))
     assert sorted(frame["merchant_id_offer"].to_list()) == [1, 2, 3, 4, 5, 100, 101, 102, 103]
 
 
@@ -90,7 +91,7 @@ def test_batch_racing_a_commit_is_either_in_the_snapshot_or_refused(api, run_id,
         code, commit_answer = batch.result(), committed.result().json()
     wait_idle(api)
     store = ObjectStore(settings())
-    manifest = json.loads(store.get_bytes(store.key("snapshots", version, "manifest.json")))
+    manifest = json.loads(store.get_bytes(f"{settings().layout.snapshot(version)}/{MANIFEST}"))
     table = manifest["tables"]["merchant"]
     received, missing = table["batches_received"], table["missing_batches"]
     assert (code == 200 and received == 2) or (code == 409 and received == 1 and missing == [2]), (code, table)

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from adapters.broker import end_offset
 from adapters.storage import ObjectStore
 from domain import topology
+from domain.layout import Layout
 from domain.settings import settings
 from ops.replay import READS, differences
 from tests.stack import wait_idle
@@ -63,7 +64,7 @@ def test_replaying_gives_the_same_answers_as_the_live_service(api, version, tmp_
     assert compared.returncode == 0, compared.stdout + compared.stderr
     assert json.loads(compared.stdout) == {"compared_with": str(api.base_url), "same": True, "differences": []}
     # The rebuilt projections were written as checkpoints, offsets included.
-    stored = json.loads((tmp_path / "rebuilt" / "projections" / settings().deployment / "pipeline.json").read_text())
+    stored = json.loads((Layout(settings().deployment, tmp_path / "rebuilt").checkpoints() / "pipeline.json").read_text())
     assert len(stored["state"]["experiments"]["runs"]) == len(replayed["/experiments"]["experiments"])
 
 

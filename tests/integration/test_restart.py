@@ -17,6 +17,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from domain import events, topology
+from domain.layout import Layout
 from domain.settings import settings
 from ops.log import read_topic
 from ops.replay import READS
@@ -77,7 +78,7 @@ def same_answers_after_restart(api, expected: dict, probe: dict, timeout: float 
 
 
 def checkpoint_of(stack_dir: Path) -> Path:
-    return stack_dir / "data" / "work" / "api" / "projections" / settings().deployment
+    return Layout(settings().deployment, stack_dir / "data" / "work" / "api").checkpoints()
 
 
 async def log_end(topic: str) -> int:
