@@ -5,7 +5,7 @@
 
 CATALOG is a merged catalog (the pipeline's `catalog/<version>` directory), SNAPSHOT a sealed version's
 tables (`snapshots/<version>`, or another catalog to stand for a full snapshot: all data so far). Each
-stage runs in its own process forked from the pipeline's stage server (`processors.pipeline.in_child`),
+stage runs in its own process forked from the pipeline's stage server (`processors.stage_process.in_child`),
 so a figure here is the one the pipeline logs for that stage: validation of the snapshot against the
 catalog, the merge into DIR/catalog, the serving bundle, drift against every reference given (the
 previous period FIRST..LAST of CATALOG, --initial, default CATALOG, and --deployed), and with --train
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from domain.settings import load_params  # noqa: E402
 from ml import catalog, serving, train  # noqa: E402
-from processors.pipeline import measured_in_child, start_stage_server  # noqa: E402
+from processors.stage_process import measured_in_child, start_stage_server  # noqa: E402
 from quality import drift, validation  # noqa: E402
 
 

@@ -26,13 +26,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import multiprocessing
-import multiprocessing.forkserver
-import os
-import pickle
-import resource
 import shutil
-import signal
 import time
 import traceback
 from pathlib import Path
@@ -44,9 +38,8 @@ from adapters.storage import ObjectStore, prune_local_copies
 from adapters.tracking import Tracker
 from domain import events, layout, policy, topology
 from domain.settings import Settings, settings
-from ml import ALLOCATOR_ENV
 from processors import failures
-from processors.failures import StageProcessDied
+from processors.stage_process import in_child, start_stage_server
 from projections.views import PipelineViews
 
 log = logging.getLogger(__name__)
@@ -54,90 +47,6 @@ log = logging.getLogger(__name__)
 
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
-
-
-# Heavy stages run in child processes forked from a server that has imported these once (this module
-# too: a child re-runs the consumer's main module, which is then cheap).
-STAGE_MODULES = ["processors.pipeline", "ml.catalog", "ml.serving", "ml.train", "ml.evaluate",
-                 "quality.validation", "quality.drift"]
-_children = multiprocessing.get_context("forkserver")
-
-
-def start_stage_server() -> None:
-    """Start the fork server (it imports STAGE_MODULES, ~10 s), once; the consumer calls it before the
-    first version arrives, and every stage before it runs. Importing this module changes nothing.
-
-    The stages' allocator setting (see ml.ALLOCATOR_ENV) is inherited by the fork server when it starts.
-    Assigned, not defaulted: importing polars (done by then, through the adapters) writes its own
-    default into the variable, and a default would then keep polars' setting in every stage. The fork
-    server's polars appends this value to its own, and the later setting wins."""
-    os.environ.update(ALLOCATOR_ENV)
-    _children.set_forkserver_preload(STAGE_MODULES)
-    multiprocessing.forkserver.ensure_running()
-
-
-async def in_child(fn, *args):
-    """Run a heavy stage function in a fresh process. Its memory goes back to the OS when it ends,
-    and if the kernel kills it (out of memory), only this stage fails (StageProcessDied, which the
-    consumer retries): the consumer and the served model stay. Children fork from the fork server, a
-    clean process that never ran the consumer's threads or sockets, and that has the stage libraries
-    imported already. A stage that is cancelled (its timeout) has its process killed."""
-    result, _ = await measured_in_child(fn, *args)
-    return result
-
-
-async def measured_in_child(fn, *args) -> tuple[Any, float]:
-    """`in_child`, also returning the stage process's peak resident memory in MB (logged as well)."""
-    name = f"{fn.__module__}.{fn.__name__}"
-    await asyncio.to_thread(start_stage_server)  # at once when it runs already
-    receiver, sender = _children.Pipe(duplex=False)
-    process = _children.Process(target=_run_stage, args=(sender, fn, args), name=name)
-    process.start()
-    sender.close()  # the child holds the only writing end: its death ends the wait below
-    try:
-        outcome = await asyncio.to_thread(_receive, receiver)
-    finally:
-        if process.is_alive():
-            process.kill()  # cancelled (a stage timeout): the stage's work stops with it
-        await asyncio.to_thread(process.join)
-        receiver.close()
-    if outcome is None:
-        raise StageProcessDied(f"{name}: the stage process ended without an answer ({_exit_cause(process.exitcode)})")
-    kind, value, detail = outcome
-    if kind == "error":
-        value.add_note(f"in the stage process:\n{detail}")
-        raise value
-    log.info("%s: peak resident memory %.0f MB", name, detail)
-    return value, detail
-
-
-def _receive(receiver) -> tuple | None:
-    """The child's (kind, value, detail), or None when it ended without sending one."""
-    try:
-        return pickle.loads(receiver.recv_bytes())
-    except EOFError:
-        return None
-
-
-def _exit_cause(exitcode: int | None) -> str:
-    if exitcode is not None and exitcode < 0:
-        return f"killed by {signal.Signals(-exitcode).name}"
-    return f"exit code {exitcode}"
-
-
-def _run_stage(sender, fn, args) -> None:
-    """In the child: ("ok", result, peak resident MB) or ("error", exception, its traceback)."""
-    try:
-        payload = pickle.dumps(("ok", fn(*args), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
-    except BaseException as error:  # noqa: BLE001 (everything goes back to the consumer)
-        detail = traceback.format_exc()
-        try:
-            payload = pickle.dumps(("error", error, detail))
-            pickle.loads(payload)  # some exceptions pickle but cannot be rebuilt: check here, not there
-        except Exception:
-            payload = pickle.dumps(("error", RuntimeError(f"{type(error).__name__}: {error}"), detail))
-    sender.send_bytes(payload)
-    sender.close()
 
 
 class StageFailed(Exception):
@@ -266,31 +175,53 @@ class Pipeline:
                 delay = min(delay * 2, float(self.retry["max_delay_s"]))
 
     async def _process(self, sealed: events.VersionSealed) -> None:
-        from ml import catalog as ml_catalog
-        from ml import serving as ml_serving
-        from quality import drift as quality_drift
+        """The version's stages in order, each deciding what the next one gets (domain/policy.py)."""
+        version = sealed.version
+        snapshot = await self.fetch(sealed)
+        previous = self.views.catalog.before(version)
+        reference = self.fetch_dir(previous.catalog_prefix, "catalog", previous.version) if previous else None
+        deployed = self.views.registry.before(version)
+        result = await self.validate(sealed, snapshot, reference)
+        if not result.valid:
+            # Rejected data stays stored for inspection, marked as such.
+            self.store.put_bytes(f"{sealed.snapshot_prefix}/{layout.REJECTED}",
+                                 json.dumps({"failed_checks": result.failed_checks}).encode())
+            await self.finish(version, valid=False, decision=policy.decide(False, deployed is not None, None))
+            return
+        catalog_dir, catalog_prefix = await self.build_catalog(version, snapshot, reference, result)
+        verdict = await self.drift(version, snapshot, reference, deployed) if deployed is not None else None
+        decision = policy.decide(True, deployed is not None, verdict)
+        if not decision.train:
+            await self.finish(version, valid=True, decision=decision, verdict=verdict)
+            return
+        earlier = next((run for run in self.views.experiments.runs if run.version == version), None)
+        if earlier is None:
+            comparison = await self.train_and_deploy(version, catalog_dir, catalog_prefix)
+        else:
+            # A previous attempt was stopped after training (kill, restart): the run is on the log.
+            comparison = await self.resume_deploy(earlier, catalog_prefix)
+        await self.finish(version, valid=True, decision=decision, verdict=verdict, comparison=comparison)
+
+    async def fetch(self, sealed: events.VersionSealed) -> Path:
+        """The version's snapshot, local."""
+        async with self.stage(sealed.version, "fetch") as summary:
+            if "seal_error" in sealed.manifest:
+                raise RuntimeError(f"the version could not be sealed: {sealed.manifest['seal_error']}")
+            snapshot = self.fetch_dir(sealed.snapshot_prefix, "snapshots", sealed.version)
+            summary["text"] = f"{sum(t['rows'] for t in sealed.manifest['tables'].values())} rows"
+        return snapshot
+
+    async def validate(self, sealed: events.VersionSealed, snapshot: Path, reference: Path | None):
+        """quality.validation on the version's new part; the report stored, the result on the log."""
         from quality import validation
 
         version = sealed.version
-        async with self.stage(version, "fetch") as summary:
-            if "seal_error" in sealed.manifest:
-                raise RuntimeError(f"the version could not be sealed: {sealed.manifest['seal_error']}")
-            snapshot = self.fetch_dir(sealed.snapshot_prefix, "snapshots", version)
-            summary["text"] = f"{sum(t['rows'] for t in sealed.manifest['tables'].values())} rows"
-
-        previous = self.views.catalog.before(version)
-        reference = self.fetch_dir(previous.catalog_prefix, "catalog", previous.version) if previous else None
-        # The most recently judged valid period, as it stands before this version.
-        previous_period = self.views.catalog.period_before(version)
-        deployed = self.views.registry.before(version)
-
         async with self.stage(version, "validate") as summary:
             rejected = [self.fetch_dir(self.layout.snapshot(name), "snapshots", name)
                         for name in self.views.catalog.rejected_before(version)]
             result = await in_child(validation.validate, snapshot, sealed.manifest, reference,
                                     self.params["validation"], None, rejected)
-            report_dir = self.local_dir("reports", version)
-            report = validation.write_report(result, report_dir)
+            report = validation.write_report(result, self.local_dir("reports", version))
             report_key = self.layout.report(version, report.name)
             self.store.put_file(report_key, report)
             await self.publish(events.ValidationFinished(
@@ -299,12 +230,13 @@ class Pipeline:
                 failed_checks=result.failed_checks, checks=[c.__dict__ for c in result.checks],
                 report_key=report_key, judged=result.judged))
             summary["text"] = f"valid={result.valid} failed={result.checks_failed}/{result.checks_total}"
-        if not result.valid:
-            # Rejected data stays stored for inspection, marked as such.
-            self.store.put_bytes(f"{sealed.snapshot_prefix}/{layout.REJECTED}",
-                                 json.dumps({"failed_checks": result.failed_checks}).encode())
-            await self.finish(version, valid=False, decision=policy.decide(False, deployed is not None, None))
-            return
+        return result
+
+    async def build_catalog(self, version: str, snapshot: Path, reference: Path | None, result) -> tuple[Path, str]:
+        """Merge the version into the catalog and build its serving bundle (new offers become servable);
+        stored, tracked by DVC, and on the log. Returns the local catalog and its key."""
+        from ml import catalog as ml_catalog
+        from ml import serving as ml_serving
 
         async with self.stage(version, "catalog") as summary:
             catalog_dir = self.local_dir("catalog", version)
@@ -323,43 +255,39 @@ class Pipeline:
                 new_period={table: list(part["new_period"]) for table, part in result.judged.items()
                             if part.get("new_period")}))
             summary["text"] = ", ".join(f"{k}={v}" for k, v in stats.items())
+        return catalog_dir, catalog_prefix
 
-        verdict = None
-        if deployed is not None:
-            async with self.stage(version, "drift") as summary:
-                first = self.views.registry.first or deployed
-                initial = self.fetch_dir(first.catalog_prefix, "catalog", first.trained_on)
-                trained_on = (self.fetch_dir(deployed.catalog_prefix, "catalog", deployed.trained_on)
-                              if deployed.trained_on != first.trained_on else None)
-                drift = await in_child(
-                    quality_drift.evaluate_drift, initial, snapshot, self.params["drift"],
-                    self.local_dir("reports", version), reference, previous_period, trained_on)
-                verdict = policy.drift_verdict(drift.scores, float(self.params["drift"]["threshold"]))
-                report_keys = []
-                for path in drift.report_files:
-                    report_keys.append(self.layout.report(version, path.name))
-                    self.store.put_file(report_keys[-1], path)
-                await self.publish(events.DriftEvaluated(
-                    version=version, reference_version=deployed.trained_on,
-                    drift_detected=verdict.detected, drift_score=verdict.score, threshold=verdict.threshold,
-                    features=drift.features, report_keys=report_keys, scores=verdict.scores,
-                    references={policy.PREVIOUS: (previous_period or {}).get("version"),
-                                policy.INITIAL: first.trained_on, policy.DEPLOYED: deployed.trained_on},
-                    judged=drift.judged, rule=verdict.rule))
-                summary["text"] = (f"score={verdict.score:.3f} detected={verdict.detected} "
-                                   + " ".join(f"{k}={v:.3f}" for k, v in verdict.scores.items()))
-        decision = policy.decide(True, deployed is not None, verdict)
-        if not decision.train:
-            await self.finish(version, valid=True, decision=decision, verdict=verdict)
-            return
+    async def drift(self, version: str, snapshot: Path, reference: Path | None,
+                    deployed: events.ModelDeployed) -> policy.DriftVerdict:
+        """The new part against every known world (the previous valid period, the first model's data,
+        the deployed model's data); the reports stored, the verdict and its inputs on the log."""
+        from quality import drift as quality_drift
 
-        earlier = next((run for run in self.views.experiments.runs if run.version == version), None)
-        if earlier is None:
-            comparison = await self.train_and_deploy(version, catalog_dir, catalog_prefix)
-        else:
-            # A previous attempt was stopped after training (kill, restart): the run is on the log.
-            comparison = await self.resume_deploy(earlier, catalog_prefix)
-        await self.finish(version, valid=True, decision=decision, verdict=verdict, comparison=comparison)
+        # The most recently judged valid period, as it stands before this version.
+        previous_period = self.views.catalog.period_before(version)
+        async with self.stage(version, "drift") as summary:
+            first = self.views.registry.first or deployed
+            initial = self.fetch_dir(first.catalog_prefix, "catalog", first.trained_on)
+            trained_on = (self.fetch_dir(deployed.catalog_prefix, "catalog", deployed.trained_on)
+                          if deployed.trained_on != first.trained_on else None)
+            drift = await in_child(
+                quality_drift.evaluate_drift, initial, snapshot, self.params["drift"],
+                self.local_dir("reports", version), reference, previous_period, trained_on)
+            verdict = policy.drift_verdict(drift.scores, float(self.params["drift"]["threshold"]))
+            report_keys = []
+            for path in drift.report_files:
+                report_keys.append(self.layout.report(version, path.name))
+                self.store.put_file(report_keys[-1], path)
+            await self.publish(events.DriftEvaluated(
+                version=version, reference_version=deployed.trained_on,
+                drift_detected=verdict.detected, drift_score=verdict.score, threshold=verdict.threshold,
+                features=drift.features, report_keys=report_keys, scores=verdict.scores,
+                references={policy.PREVIOUS: (previous_period or {}).get("version"),
+                            policy.INITIAL: first.trained_on, policy.DEPLOYED: deployed.trained_on},
+                judged=drift.judged, rule=verdict.rule))
+            summary["text"] = (f"score={verdict.score:.3f} detected={verdict.detected} "
+                               + " ".join(f"{k}={v:.3f}" for k, v in verdict.scores.items()))
+        return verdict
 
     async def resume_deploy(self, trained: events.ModelTrained, catalog_prefix: str) -> dict[str, Any]:
         """Finish a version whose model was trained and recorded before a restart: deploy it if the

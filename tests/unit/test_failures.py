@@ -13,7 +13,8 @@ from adapters.errors import PeerUnavailable
 from domain import events
 from domain.settings import load_params, settings
 from processors import failures
-from processors.pipeline import Pipeline, StageFailed, in_child, start_stage_server
+from processors.pipeline import Pipeline, StageFailed
+from processors.stage_process import in_child, start_stage_server
 from projections.views import PipelineViews
 
 

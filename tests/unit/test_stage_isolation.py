@@ -8,7 +8,7 @@ import pytest
 
 from ml import ALLOCATOR_ENV
 from processors.failures import StageProcessDied
-from processors.pipeline import in_child
+from processors.stage_process import in_child
 
 
 def _square(x: int) -> int:
