@@ -35,6 +35,7 @@ COPY --chown=app:app ml ./ml
 COPY --chown=app:app quality ./quality
 COPY --chown=app:app datagen ./datagen
 COPY --chown=app:app stages ./stages
+COPY --chown=app:app bootstrap ./bootstrap
 COPY --chown=app:app .dvc/config ./.dvc/config
 COPY --chown=app:app params.yaml dvc.yaml dvc.lock .dvcignore README.md ./
 # `dvc repro` may run in here: it writes data/, models/, reports/ and .dvc/tmp beside the code.
@@ -44,4 +45,4 @@ USER 10001:10001
 EXPOSE 8080
 HEALTHCHECK --interval=5s --timeout=3s --start-period=20s --retries=30 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/ready' % os.environ.get('PORT', '8080'), timeout=2)"]
-CMD ["python", "-m", "serving"]
+CMD ["python", "-m", "bootstrap", "api"]

@@ -6,7 +6,7 @@ and typed a slice at a time, content hash, log chunks), for sizing http.max_batc
 Builds a transaction batch of about that many MiB of JSON from the generator's small world (written to
 a temporary file first, so building it costs this process nothing), then prints the peak resident
 memory over the process before the body was read (the body included), as a multiple of the body.
-The API's allocator setting (serving/__main__.py) is applied, as in the API.
+The API's allocator setting (bootstrap.API_ALLOCATOR) is applied, as in the API.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from serving.__main__ import API_ALLOCATOR  # noqa: E402
+from bootstrap import API_ALLOCATOR  # noqa: E402
 
 os.environ.update(API_ALLOCATOR)  # before polars loads
 

@@ -14,10 +14,10 @@ import datetime as dt
 import re
 from typing import Any
 
-from adapters.broker import EventLog, create_topics, end_offset
-from adapters.lineage import Lineage
+from adapters.broker import create_topics, end_offset
 from adapters.storage import ObjectStore
 from adapters.tracking import Tracker
+from bootstrap import pipeline_ports
 from domain import events, topology
 from domain.settings import Settings
 from ops.log import read_topic
@@ -69,17 +69,16 @@ async def rerun(config: Settings, version: str, namespace: str) -> dict[str, Any
     await create_topics(target)
     if await end_offset(target, topology.PIPELINE.name) > 0:
         raise FileExistsError(f"namespace {namespace!r} has been used already: choose another")
-    store = ObjectStore(target)
+    ports = pipeline_ports(target)
     snapshot = target.layout.snapshot(version)
-    store.copy_dir(ObjectStore(config), sealed.snapshot_prefix, snapshot)
+    ports.store.copy_dir(ObjectStore(config), sealed.snapshot_prefix, snapshot)
 
-    event_log = EventLog(target)
-    await event_log.start()
+    await ports.event_log.start()
     try:
-        pipeline = Pipeline(target, event_log, store, Tracker(target), Lineage(target), before)
+        pipeline = Pipeline(target, ports.event_log, ports.store, ports.tracker, ports.lineage, before)
         await pipeline.handle(dataclasses.replace(sealed, snapshot_prefix=snapshot))
     finally:
-        await event_log.stop()
+        await ports.event_log.stop()
     rerun_events = [event for _, event in await read_topic(target, topology.PIPELINE.name)]
     return {"version": version, "namespace": namespace, "mlflow_experiment": Tracker(target).experiment_name,
             "live": outcome(live), "rerun": outcome(rerun_events)}

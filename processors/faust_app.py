@@ -1,5 +1,5 @@
 """The Faust processor: follows ingest.control and seals each version on its first commit.
-Run: `python -m processors.faust_app worker -l info`.
+Run: `python -m bootstrap worker -l info`.
 
 Its one table maps a version to the offset of its first control event, where the sealer starts folding
 the version's ledger from the log (processors/sealer.py): one small record per version, whatever the
@@ -90,6 +90,3 @@ async def seal_and_announce(version: str, first: int, commit: int) -> None:
     delivery = await topic.send(key=version.encode(), value=outcome.to_bytes(), force=True)
     await delivery
 
-
-if __name__ == "__main__":
-    app.main()

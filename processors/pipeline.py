@@ -17,7 +17,7 @@ passing reason (a peer unreachable, its process killed) makes the consumer try t
 later; any other failure ends the version with PipelineFailed and its cause (processors/failures.py);
 the deployed model keeps serving. Each stage has a time limit. On start the consumer folds the
 pipeline topic, so after a restart it skips every version it already finished.
-Run: `python -m processors.pipeline`.
+Run: `python -m bootstrap pipeline`.
 """
 from __future__ import annotations
 
@@ -32,14 +32,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from adapters.broker import EventLog, Follower, create_topics
+from adapters.broker import EventLog
 from adapters.lineage import Lineage
 from adapters.storage import ObjectStore, prune_local_copies
 from adapters.tracking import Tracker
-from domain import events, layout, policy, topology
-from domain.settings import Settings, settings
+from domain import events, layout, policy
+from domain.settings import Settings
 from processors import failures
-from processors.stage_process import in_child, start_stage_server
+from processors.stage_process import in_child
 from projections.views import PipelineViews
 
 log = logging.getLogger(__name__)
@@ -361,41 +361,3 @@ class Pipeline:
             first_model=decision.first_model,
             decision={"reason": decision.reason, "trained": decision.train,
                       "drift": verdict.to_dict() if verdict is not None else None, "deploy": comparison}))
-
-
-async def run(config: Settings) -> None:
-    await create_topics(config)
-    await asyncio.to_thread(start_stage_server)
-    store = ObjectStore(config)
-    store.ensure_bucket()
-    event_log = EventLog(config)
-    await event_log.start()
-    views = PipelineViews()
-    # Know what is done before taking new work: fold the pipeline topic up to its end.
-    history = Follower(config, topology.PIPELINE.name, views.apply)
-    await history.start()
-    await history.catch_up()
-    await history.stop()
-    pipeline = Pipeline(config, event_log, store, Tracker(config), Lineage(config), views)
-    queue: asyncio.Queue[events.VersionSealed] = asyncio.Queue()
-
-    def on_sealed(offset: int, payload: bytes, key: bytes | None) -> None:
-        queue.put_nowait(events.from_bytes(payload))  # type: ignore[arg-type]
-
-    sealed_versions = Follower(config, topology.VERSIONS.name, on_sealed)
-    await sealed_versions.start()
-    try:
-        while True:
-            await pipeline.handle(await queue.get())
-    finally:
-        await sealed_versions.stop()
-        await event_log.stop()
-
-
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(run(settings()))
-
-
-if __name__ == "__main__":
-    main()

@@ -200,16 +200,13 @@ except Exception:
 ' 2>/dev/null
 }
 
-# An app process starts only if its module exists, so the infrastructure part works on its own.
-has_module() { [[ -f "$ROOT/${1//.//}.py" || -f "$ROOT/${1//.//}/__main__.py" ]]; }
-
 # start_app NAME: one of the service's own processes, each with its own work dir (used by up and restart).
 start_app() {
     mkdir -p "$DATA/work/$1"
     case "$1" in
-        worker) LAL_WORK_DIR="$DATA/work/worker" start worker "$PY" -m processors.faust_app worker -l info --web-port "$FAUST_WEB_PORT" ;;
-        pipeline) LAL_WORK_DIR="$DATA/work/pipeline" start pipeline "$PY" -m processors.pipeline ;;
-        api) LAL_WORK_DIR="$DATA/work/api" start api "$PY" -m serving ;;
+        worker) LAL_WORK_DIR="$DATA/work/worker" start worker "$PY" -m bootstrap worker -l info --web-port "$FAUST_WEB_PORT" ;;
+        pipeline) LAL_WORK_DIR="$DATA/work/pipeline" start pipeline "$PY" -m bootstrap pipeline ;;
+        api) LAL_WORK_DIR="$DATA/work/api" start api "$PY" -m bootstrap api ;;
         *) die "restart: choose worker, pipeline or api, not '$1'" ;;
     esac
 }
@@ -255,28 +252,16 @@ cmd_up() {
         return 0
     fi
 
-    if has_module adapters.provision; then
-        log "provisioning topics and bucket"
-        mkdir -p "$DATA/work/provision"
-        if ! LAL_WORK_DIR="$DATA/work/provision" timeout 180 "$PY" -m adapters.provision >"$LOGS/provision.log" 2>&1; then
-            log "provision failed; last lines of $LOGS/provision.log:"
-            tail -n 40 "$LOGS/provision.log" >&2
-            exit 1
-        fi
-    else
-        log "no adapters.provision yet: topics are not created up front"
+    log "provisioning topics and bucket"
+    mkdir -p "$DATA/work/provision"
+    if ! LAL_WORK_DIR="$DATA/work/provision" timeout 180 "$PY" -m bootstrap provision >"$LOGS/provision.log" 2>&1; then
+        log "provision failed; last lines of $LOGS/provision.log:"
+        tail -n 40 "$LOGS/provision.log" >&2
+        exit 1
     fi
 
-    local started=()
-    if has_module processors.faust_app; then start_app worker; started+=(worker); fi
-    if has_module processors.pipeline; then start_app pipeline; started+=(pipeline); fi
-    if ! has_module serving; then
-        trap - EXIT
-        log "no serving module yet: infrastructure and ${started[*]:-no app process} are up"
-        return 0
-    fi
-    start_app api
-    started+=(api)
+    local started=(worker pipeline api) p
+    for p in "${started[@]}"; do start_app "$p"; done
 
     log "waiting for $LAL_API_URL/ready (up to ${READY_TIMEOUT}s)"
     local deadline=$((SECONDS + READY_TIMEOUT)) p

@@ -67,7 +67,7 @@ def test_the_api_port_is_the_one_it_listens_on():
     api = COMPOSE["services"]["api"]
     assert [(p["published"], p["target"]) for p in api["ports"]] == [("80", int(api["environment"]["PORT"]))]
     assert "host_ip" not in api["ports"][0]  # the service itself is reachable from outside
-    assert re.search(r'port=settings\(\)\.port', (ROOT / "serving" / "__main__.py").read_text())
+    assert re.search(r'port=config\.port', (ROOT / "bootstrap" / "__init__.py").read_text())
 
 
 def test_only_port_80_is_published_by_default_and_the_uis_only_on_localhost():
