@@ -6,9 +6,10 @@ the log order decides, not the wall clock.
 """
 from __future__ import annotations
 
+import copy
 import enum
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from domain.events import BatchReceived, CommitRequested, Event, SealFailed
@@ -32,6 +33,8 @@ MISSING_LISTED = 20
 
 @dataclass
 class BatchEntry:
+    """A batch as its BatchReceived tells it (every field they share), and where that event is on the log."""
+
     table: str
     batch_id: int
     total_batches: int
@@ -43,6 +46,11 @@ class BatchEntry:
     examples: dict[str, list[str]] = field(default_factory=dict)
     unknown_columns: list[str] = field(default_factory=list)
     missing_columns: list[str] = field(default_factory=list)
+
+    @classmethod
+    def received(cls, event: BatchReceived, offset: int) -> BatchEntry:
+        shared = {f.name for f in fields(cls)} & {f.name for f in fields(event)}
+        return cls(offset=offset, **{name: copy.copy(getattr(event, name)) for name in sorted(shared)})
 
 
 @dataclass
@@ -110,12 +118,7 @@ def apply(ledger: VersionLedger | None, offset: int, event: Event) -> tuple[Vers
     previous = ledger.batches.get(key)
     if previous is not None and previous.content_hash == event.content_hash:
         return ledger, Outcome.DUPLICATE
-    ledger.batches[key] = BatchEntry(
-        table=event.table, batch_id=event.batch_id, total_batches=event.total_batches, rows=event.rows,
-        content_hash=event.content_hash, chunk_offsets=list(event.chunk_offsets), offset=offset,
-        unparseable=dict(event.unparseable), examples=dict(event.examples),
-        unknown_columns=list(event.unknown_columns), missing_columns=list(event.missing_columns),
-    )
+    ledger.batches[key] = BatchEntry.received(event, offset)
     if previous is None:
         return ledger, Outcome.ACCEPTED
     ledger.replaced[event.table] = ledger.replaced.get(event.table, 0) + 1

@@ -60,3 +60,18 @@ def test_commit_without_batches_gives_an_empty_manifest():
 def test_ledger_round_trips_through_a_dict():
     ledger, _ = fold([batch(), batch(table="people", batch_id=1, total=1)])
     assert VersionLedger.from_dict(ledger.to_dict()) == ledger
+
+
+def test_an_entry_is_its_event_with_its_offset_and_survives_a_checkpoint():
+    event = BatchReceived(version="v1", table="people", batch_id=3, total_batches=4, rows=5, content_hash="h",
+                          chunk_offsets=[7, 8], unparseable={"age_bucket": 2}, examples={"age_bucket": ["x"]},
+                          unknown_columns=["extra"], missing_columns=["region"], received_at="now")
+    ledger, _ = fold([batch(), event])
+    entry = ledger.batches["people/3"]
+    assert entry.offset == 1
+    assert {name: getattr(entry, name) for name in vars(entry) if name != "offset"} == {
+        "table": "people", "batch_id": 3, "total_batches": 4, "rows": 5, "content_hash": "h", "chunk_offsets": [7, 8],
+        "unparseable": {"age_bucket": 2}, "examples": {"age_bucket": ["x"]}, "unknown_columns": ["extra"],
+        "missing_columns": ["region"]}
+    assert entry.chunk_offsets is not event.chunk_offsets  # the fold never shares state with the event
+    assert VersionLedger.from_dict(ledger.to_dict()) == ledger
