@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -156,6 +157,15 @@ def _correct(transactions: pl.DataFrame, before: dt.date, rng: np.random.Generat
     return frame, int(corrected.sum())
 
 
+class Delivered(NamedTuple):
+    """What a version's table carries: the months, the clients (a mask over the world's) and the
+    merchants (a filter on their arrival)."""
+
+    months: range
+    clients: np.ndarray
+    merchants: pl.Expr
+
+
 def generate_series(out_dir: Path | str, scale: str = "tiny", seed: int = 42,
                     scenarios: list[str] | tuple[str, ...] = ("base", "same"), mode: str = "increment",
                     visibility: float = 0.0, targeting: float = 1.0) -> list[Path]:
@@ -189,30 +199,30 @@ def generate_series(out_dir: Path | str, scale: str = "tiny", seed: int = 42,
         all_tx = _concat([timeline.month(m)["transaction"] for m in range(0, last_month + 1)])
         last_seen = all_tx.group_by("user_id").agg(pl.col("event_date").max().cast(pl.Utf8).alias("last_activity_day"))
 
-        def delivered(table: str) -> tuple[range, np.ndarray, pl.Expr]:
+        def delivered(table: str) -> Delivered:
             """What the table carries: months, clients and merchants (by arrival)."""
             if era == 0 or mode in ("full", "corrections") or (mode == "mixed" and table in MIXED_FULL):
-                return range(0, last_month + 1), world.user_since <= era, pl.col("since") <= era + 1
-            return (range(HISTORY_MONTHS - 1 + since, last_month + 1),
-                    (world.user_since >= since) & (world.user_since <= era),
-                    pl.col("since").is_between(since + 1, era + 1))
+                return Delivered(range(0, last_month + 1), world.user_since <= era, pl.col("since") <= era + 1)
+            return Delivered(range(HISTORY_MONTHS - 1 + since, last_month + 1),
+                             (world.user_since >= since) & (world.user_since <= era),
+                             pl.col("since").is_between(since + 1, era + 1))
 
         def clients(table: str) -> pl.Expr:
-            return pl.col("user_id").is_in(pl.Series(world.user_ids[delivered(table)[1]]).implode())
+            return pl.col("user_id").is_in(pl.Series(world.user_ids[delivered(table).clients]).implode())
 
         def monthly(table: str) -> pl.DataFrame | None:
-            return _concat([timeline.month(m)[table] for m in delivered(table)[0]])
+            return _concat([timeline.month(m)[table] for m in delivered(table).months])
 
-        rewarded = _concat([timeline.month(m)["offer_activation"] for m in delivered("offer_reward")[0]])
+        rewarded = _concat([timeline.month(m)["offer_activation"] for m in delivered("offer_reward").months])
         tables = {
             "people": world.people.filter(clients("people")).drop("last_activity_day")
             .join(last_seen, on="user_id", how="left"),
             "segments": world.segments.filter(clients("segments")),
             "financial_account": world.accounts.filter(clients("financial_account")),
-            "merchant": world.merchants.filter(delivered("merchant")[2]).drop("since", "brand_index"),
+            "merchant": world.merchants.filter(delivered("merchant").merchants).drop("since", "brand_index"),
             "transaction": monthly("transaction"),
             "receipts": monthly("receipts"),
-            "offer": timeline.offer_rows(era, whole=delivered("offer")[0][0] == 0, since=since),
+            "offer": timeline.offer_rows(era, whole=delivered("offer").months[0] == 0, since=since),
             "offer_seens": monthly("offer_seens"),
             "offer_activation": monthly("offer_activation"),
             "offer_reward": _rewards(rewarded, timeline.offers_so_far, world.merchants, all_tx, rng),
@@ -223,13 +233,13 @@ def generate_series(out_dir: Path | str, scale: str = "tiny", seed: int = 42,
         own_month = month_start(FIRST_MONTH, last_month)
         manifest = {"version": f"v{era + 1}", "scenario": scenario_kinds.canonical(scenario), "mode": mode,
                     "scale": scale, "seed": seed, "cut_date": str(cut),
-                    "first_date": str(month_start(FIRST_MONTH, delivered("transaction")[0][0])),
+                    "first_date": str(month_start(FIRST_MONTH, delivered("transaction").months[0])),
                     "visibility": world.visibility, "targeting": world.targeting}
         if mode == "corrections" and era:
             tables["transaction"], manifest["corrected_rows"] = _correct(tables["transaction"], own_month, rng)
         # What the service will see as new: the version's own month, and the months of corrupted versions
         # before it that it re-sends (whole or re-delivered).
-        resends = mode == "redeliver" or delivered("transaction")[0][0] == 0
+        resends = mode == "redeliver" or delivered("transaction").months[0] == 0
         new_since = month_start(FIRST_MONTH, HISTORY_MONTHS - 1 + (unaccepted if resends else era)) if era else None
         tables, manifest = scenario_kinds.corrupt(scenario, tables, manifest, world, rng, new_since=new_since)
         path = out_dir / f"v{era + 1}"
