@@ -31,9 +31,8 @@ log = logging.getLogger(__name__)
 
 # Polars' allocator (jemalloc) keeps freed pages for reuse. Read when polars loads (with the app), this
 # returns pages unused for a second: while batches keep arriving they are reused, and after a burst the
-# API shrinks back to what it holds. Measured on the small version over HTTP: the API kept 335 MB after
-# the run without it, 163 MB with it, for 15% more CPU per batch (returning them at once, as the
-# pipeline's stages do, cost 50% more CPU).
+# API shrinks back to what it holds, for a little more CPU per batch than keeping them (returning them
+# at once, as the pipeline's stages do, costs much more CPU; docs/benchmarks.md).
 API_ALLOCATOR = {"_RJEM_MALLOC_CONF": "dirty_decay_ms:1000,muzzy_decay_ms:1000"}
 
 

@@ -8,6 +8,6 @@ the tests call the same functions.
 # for the rest of the process. Processes that run this library's heavy steps (the pipeline's stage
 # processes, the benchmarks) start with this in their environment. It is read when polars loads, which
 # appends it to polars' own default (the last value of an option wins), and polars writes the result
-# back into the environment: set it by assignment, never as a default (processors/pipeline.py).
-# Measured at full scale: load_history 4.8 GB resident (peak 4.8 GB) -> 0.8 GB (peak 1.7 GB).
+# back into the environment: set it by assignment, never as a default (processors/stage_process.py).
+# What it saves is in docs/benchmarks.md (the stages' allocator).
 ALLOCATOR_ENV = {"_RJEM_MALLOC_CONF": "dirty_decay_ms:0,muzzy_decay_ms:0"}

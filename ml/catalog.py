@@ -80,8 +80,8 @@ def merge(previous: Path | None, snapshot: Path, out: Path) -> dict[str, int]:
     tmp.mkdir(parents=True)
     counts: dict[str, int] = {}
     for table in TABLES:
-        # Eager on purpose: polars' streaming engine took more memory here (5.6 vs 4.1 GB for 12M
-        # transactions), as a full sort needs all rows anyway.
+        # Eager on purpose: the merge sorts the whole table, which needs every row in memory anyway,
+        # and the streaming engine holds more beside them.
         parts = [read_table(d, table) for d in (previous, snapshot) if d is not None and table_path(d, table).exists()]
         merged = _merge_table(table, parts)
         del parts
