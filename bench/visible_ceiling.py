@@ -4,12 +4,13 @@
 
 The oracle (datagen/oracle.py) knows each client's ladder, hidden noise included. A look-alike model
 can at best learn the visible fit(u, b) (world.py), the client's adoption rate A_u and repertoire.
-The ceiling ranking here is given exactly those: for a fresh offer of brand b, the client's next
-ladder steps are taken to be the open brands the client does not buy at yet, in fit order; b's place
-among them is k, and the score is P(at least k steps in the window) = P(Poisson(v * A_u * window) >= k);
+The ceiling ranking here is given exactly those: for an offer of brand b, the client's next ladder
+steps are taken to be the open brands the client does not buy at yet, in fit order; b's place among
+them is k, and the score is the chance that the k-th step comes inside the offer's window, with
+steps a Poisson process of rate v * A_u from the cut: P(N(start) < k <= N(end));
 existing customers are left out. It ignores the taste law and the offer's exposure (both smaller in a
 high-visibility world), so it is a yardstick of visibility, not an optimum. MAP@100 over v1's fresh
-offers, next to the oracle's on the same offers and candidates, for:
+(or, with --kind far, far) offers, next to the oracle's on the same offers and candidates, for:
 
 - hidden repertoire: the brands the client knows in the simulator, bought at or not, are left out of
   the ladder (what this script reported first: a client who knows a brand but has not bought there
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--targeting", type=float, default=1.0)
     parser.add_argument("--series", default="base,same,drift_behaviour",
                         help="scenarios generated (the world depends on them; the default is bench/ml_quality.py's)")
+    parser.add_argument("--kind", choices=["fresh", "far"], default="fresh", help="held-out offers scored")
     parser.add_argument("--noise", default="0.3,1", help="comma-separated SDs of noise added to the fit")
     args = parser.parse_args()
     if not 0 < args.visibility <= 1:
@@ -55,7 +57,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="visible_ceiling_") as work:
         series = args.series.split(",")
         version = generate_series(work, args.scale, args.seed, series, "increment", args.visibility, args.targeting)[0]
-        offers = pl.read_parquet(version / "_holdout" / "offer.parquet").filter(pl.col("kind") == "fresh")
+        offers = pl.read_parquet(version / "_holdout" / "offer.parquet").filter(pl.col("kind") == args.kind)
         past = pl.read_parquet(version / "transaction.parquet").select("user_id", "brand_dk", "event_date")
         future = pl.read_parquet(version / "_holdout" / "transaction.parquet").select(past.columns)
         merchants = pl.read_parquet(version / "merchant.parquet")
@@ -69,7 +71,8 @@ def main() -> None:
     timeline = Timeline(world, behaviours, args.seed + 1)
     last_month = HISTORY_MONTHS - 1
     timeline.month(last_month)
-    cut = day_number(month_start(FIRST_MONTH, last_month + 1))
+    cut_date = month_start(FIRST_MONTH, last_month + 1)
+    cut = day_number(cut_date)
     sim = timeline.sim
     clients = np.flatnonzero(world.user_since == 0)
     known = sim.keys[sim.adopted < cut]
@@ -83,7 +86,7 @@ def main() -> None:
     brand_of = dict(zip(world.merchants["merchant_id_offer"].to_list(), world.merchants["brand_index"].to_list()))
     ids = world.user_ids[clients]
     horizon = month_start(FIRST_MONTH, last_month + 6)
-    fresh = [(row, brand_of[row["merchant_id_offer"]], relevant) for row in offers.iter_rows(named=True)
+    held_out = [(row, brand_of[row["merchant_id_offer"]], relevant) for row in offers.iter_rows(named=True)
              if (relevant := set(truth.filter((pl.col("offer_id") == row["offer_id"])
                                               & (pl.col("merchant_id_offer") == row["merchant_id_offer"]))
                                   ["user_id"].to_list()))]
@@ -95,15 +98,19 @@ def main() -> None:
         place = np.empty_like(order)
         np.put_along_axis(place, order, np.arange(world.n_brands)[None, :].repeat(len(clients), axis=0), axis=1)
         scores = []
-        for row, brand, relevant in fresh:
-            days = (min(row["end_date"], horizon) - row["start_date"]).days + 1
-            steps = args.visibility * world.adopt[clients] * days / 30.4
-            score = np.where(customer[clients, brand], -1.0, 1.0 - gammaincc(place[:, brand] + 1, steps))
+        rate = args.visibility * world.adopt[clients] / 30.4  # ladder steps per day
+        for row, brand, relevant in held_out:
+            # Steps by the start and by the end of the window: b is adopted inside it when the step that
+            # reaches it comes after the first and by the second, P(N(start) <= k < N(end)).
+            before = rate * max((row["start_date"] - cut_date).days, 0)
+            by_end = rate * ((min(row["end_date"], horizon) - cut_date).days + 1)
+            needed = place[:, brand] + 1
+            score = np.where(customer[clients, brand], -1.0, gammaincc(needed, before) - gammaincc(needed, by_end))
             scores.append(average_precision_at_k(ids[top_k(score, ids, 100)].tolist(), relevant))
         return float(np.mean(scores))
 
     oracle_ap = []
-    for row, brand, relevant in fresh:
+    for row, brand, relevant in held_out:
         mine = oracle.filter((pl.col("offer_id") == row["offer_id"])
                              & (pl.col("merchant_id_offer") == row["merchant_id_offer"]))
         probability = np.zeros(len(ids))
@@ -118,8 +125,8 @@ def main() -> None:
     unknown = np.where(~customer[clients] & open_brands, fit, np.nan)
     spread = float(np.nanmean(np.nanstd(unknown, axis=1)))
     print(f"{args.scale} seed {args.seed} visibility {args.visibility:g} targeting {args.targeting:g}: "
-          f"fresh offers {len(fresh)}, MAP@100 oracle {np.mean(oracle_ap):.3f}; fit SD among a client's unknown "
-          f"brands {spread:.2f}")
+          f"{args.kind} offers {len(held_out)}, MAP@100 oracle {np.mean(oracle_ap):.3f}; fit SD among a client's "
+          f"unknown brands {spread:.2f}")
     for name, value in figures.items():
         print(f"  ceiling, {name}: {value:.3f}")
 
