@@ -8,7 +8,8 @@ The ceiling ranking here is given exactly those: for an offer of brand b, the cl
 steps are taken to be the open brands the client does not buy at yet, in fit order; b's place among
 them is k, and the score is the chance that the k-th step comes inside the offer's window, with
 steps a Poisson process of rate v * A_u from the cut: P(N(start) < k <= N(end));
-existing customers are left out. It ignores the taste law and the offer's exposure (both smaller in a
+customers from before the offer's start are left out, and a running offer's clients who already
+bought inside its window come first (certain). It ignores the taste law and the offer's exposure (both smaller in a
 high-visibility world), so it is a yardstick of visibility, not an optimum. MAP@100 over v1's fresh
 (or, with --kind far, far) offers, next to the oracle's on the same offers and candidates, for:
 
@@ -49,7 +50,7 @@ def main() -> None:
     parser.add_argument("--targeting", type=float, default=1.0)
     parser.add_argument("--series", default="base,same,drift_behaviour",
                         help="scenarios generated (the world depends on them; the default is bench/ml_quality.py's)")
-    parser.add_argument("--kind", choices=["fresh", "far"], default="fresh", help="held-out offers scored")
+    parser.add_argument("--kind", choices=["fresh", "running", "far"], default="fresh", help="held-out offers scored")
     parser.add_argument("--noise", default="0.3,1", help="comma-separated SDs of noise added to the fit")
     args = parser.parse_args()
     if not 0 < args.visibility <= 1:
@@ -86,6 +87,23 @@ def main() -> None:
     brand_of = dict(zip(world.merchants["merchant_id_offer"].to_list(), world.merchants["brand_index"].to_list()))
     ids = world.user_ids[clients]
     horizon = month_start(FIRST_MONTH, last_month + 6)
+    client_of = np.full(world.n_users, -1)
+    client_of[clients] = np.arange(len(clients))
+
+    def first_purchase(brand: int) -> np.ndarray:
+        """Per client, the day of the first purchase at `brand` (a large number if none)."""
+        first = np.full(len(clients), np.iinfo(np.int64).max)
+        pairs = np.flatnonzero(sim.keys % sim.nb == brand)
+        where = client_of[sim.keys[pairs] // sim.nb]
+        first[where[where >= 0]] = sim.first_tx[pairs][where >= 0]
+        return first
+
+    def bought_by(brand: int, row: dict) -> tuple[np.ndarray, np.ndarray]:
+        """(customers before the offer's start: left out; converts between its start and the cut: certain)."""
+        first = first_purchase(brand)
+        start = day_number(row["start_date"])
+        return first < start, (first >= start) & (first < cut)
+
     held_out = [(row, brand_of[row["merchant_id_offer"]], relevant) for row in offers.iter_rows(named=True)
              if (relevant := set(truth.filter((pl.col("offer_id") == row["offer_id"])
                                               & (pl.col("merchant_id_offer") == row["merchant_id_offer"]))
@@ -105,7 +123,9 @@ def main() -> None:
             before = rate * max((row["start_date"] - cut_date).days, 0)
             by_end = rate * ((min(row["end_date"], horizon) - cut_date).days + 1)
             needed = place[:, brand] + 1
-            score = np.where(customer[clients, brand], -1.0, gammaincc(needed, before) - gammaincc(needed, by_end))
+            excluded, converted = bought_by(brand, row)
+            score = np.where(excluded, -1.0, np.where(converted, 2.0,
+                                                      gammaincc(needed, before) - gammaincc(needed, by_end)))
             scores.append(average_precision_at_k(ids[top_k(score, ids, 100)].tolist(), relevant))
         return float(np.mean(scores))
 
@@ -115,7 +135,7 @@ def main() -> None:
                              & (pl.col("merchant_id_offer") == row["merchant_id_offer"]))
         probability = np.zeros(len(ids))
         probability[np.searchsorted(ids, mine["user_id"].to_numpy())] = mine["probability"].to_numpy()
-        probability[customer[clients, brand]] = -1.0
+        probability[bought_by(brand, row)[0]] = -1.0
         oracle_ap.append(average_precision_at_k(ids[top_k(probability, ids, 100)].tolist(), relevant))
     figures = {"hidden repertoire": ceiling(knows[clients], fit),
                "visible repertoire": ceiling(customer[clients], fit)}
