@@ -104,10 +104,14 @@ def main() -> None:
         start = day_number(row["start_date"])
         return first < start, (first >= start) & (first < cut)
 
-    held_out = [(row, brand_of[row["merchant_id_offer"]], relevant) for row in offers.iter_rows(named=True)
-             if (relevant := set(truth.filter((pl.col("offer_id") == row["offer_id"])
-                                              & (pl.col("merchant_id_offer") == row["merchant_id_offer"]))
-                                  ["user_id"].to_list()))]
+    # Per held-out offer with new customers: its row, brand, ground truth, and who bought there by the cut.
+    held_out = []
+    for row in offers.iter_rows(named=True):
+        relevant = set(truth.filter((pl.col("offer_id") == row["offer_id"])
+                                    & (pl.col("merchant_id_offer") == row["merchant_id_offer"]))["user_id"].to_list())
+        if relevant:
+            brand = brand_of[row["merchant_id_offer"]]
+            held_out.append((row, brand, relevant, *bought_by(brand, row)))
 
     def ceiling(left_out: np.ndarray, estimate: np.ndarray) -> float:
         """MAP@100 of the ladder-place ranking with `estimate` as the fit and `left_out` brands off the ladder."""
@@ -117,25 +121,24 @@ def main() -> None:
         np.put_along_axis(place, order, np.arange(world.n_brands)[None, :].repeat(len(clients), axis=0), axis=1)
         scores = []
         rate = args.visibility * world.adopt[clients] / 30.4  # ladder steps per day
-        for row, brand, relevant in held_out:
+        for row, brand, relevant, excluded, converted in held_out:
             # Steps by the start and by the end of the window: b is adopted inside it when the step that
             # reaches it comes after the first and by the second, P(N(start) <= k < N(end)).
             before = rate * max((row["start_date"] - cut_date).days, 0)
             by_end = rate * ((min(row["end_date"], horizon) - cut_date).days + 1)
             needed = place[:, brand] + 1
-            excluded, converted = bought_by(brand, row)
             score = np.where(excluded, -1.0, np.where(converted, 2.0,
                                                       gammaincc(needed, before) - gammaincc(needed, by_end)))
             scores.append(average_precision_at_k(ids[top_k(score, ids, 100)].tolist(), relevant))
         return float(np.mean(scores))
 
     oracle_ap = []
-    for row, brand, relevant in held_out:
+    for row, brand, relevant, excluded, _ in held_out:
         mine = oracle.filter((pl.col("offer_id") == row["offer_id"])
                              & (pl.col("merchant_id_offer") == row["merchant_id_offer"]))
         probability = np.zeros(len(ids))
         probability[np.searchsorted(ids, mine["user_id"].to_numpy())] = mine["probability"].to_numpy()
-        probability[bought_by(brand, row)[0]] = -1.0
+        probability[excluded] = -1.0
         oracle_ap.append(average_precision_at_k(ids[top_k(probability, ids, 100)].tolist(), relevant))
     figures = {"hidden repertoire": ceiling(knows[clients], fit),
                "visible repertoire": ceiling(customer[clients], fit)}

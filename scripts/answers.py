@@ -8,11 +8,12 @@ the check that a change of code is a change of layout only.
 The series (tiny, seed 7, every version with only its new rows): a first model, a version without
 drift, a corrupted one, a drift, and a version without drift after it. Each version is sent over HTTP
 (`datagen.send`), and the next only once the pipeline is idle. Then every read of the API
-(`ops.replay.READS`), and the top-100 audience with scores and reasons of every offer of the catalog,
-are written as sorted JSON. Masked (replaced by "<masked>"): times and durations (keys ending in _at,
+(`ops.replay.live_answers`), and the top-100 audience with scores and reasons of every offer any
+version sent, are written as sorted JSON. Masked (replaced by "<masked>"): times and durations (keys ending in _at,
 _s, _ms, _seconds, timestamp, uptime, started, finished), memory peaks (_mb), MLflow's run ids, and
-the local ports of an address; all of them change from run to run on the same code. Everything else (decisions, every score and margin, metrics, model versions,
-data hashes, audiences) must be byte-identical.
+the local ports of an address; all of them change from run to run on the same code. Everything else
+(decisions, every score and margin, metrics, model versions, data hashes, audiences) must be
+byte-identical.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from datagen import generate_series  # noqa: E402
 from datagen.send import send_version  # noqa: E402
-from ops.replay import READS  # noqa: E402
+from ops.replay import live_answers  # noqa: E402
 from tests.stack import wait_idle  # noqa: E402
 
 SERIES = ["base", "same", "corrupt_shuffled_users", "drift_behaviour", "same"]
@@ -60,13 +61,12 @@ def main() -> None:
     offers: set[tuple[int, int]] = set()
     with tempfile.TemporaryDirectory(prefix="answers_") as work, httpx.Client(base_url=args.url, timeout=300) as api:
         for index, version in enumerate(generate_series(work, "tiny", 7, SERIES, "increment")):
-            send_version(args.url, version, version_name=f"v{index + 1}")
+            send_version(args.url, version, version_name=f"v{index + 1}", client=api)
             wait_idle(api)
             answers[f"after v{index + 1}: /status"] = api.get("/status").json()
             offer = pl.read_parquet(version / "offer.parquet").drop_nulls(["offer_id", "merchant_id_offer"])
             offers |= set(offer.select("offer_id", "merchant_id_offer").iter_rows())
-        for path in READS:
-            answers[path] = api.get(path).json()
+        answers.update(live_answers(args.url))
         # Every offer any version sent, the rejected version's too (those answer 404).
         for offer_id, merchant_id in sorted(offers):
             answer = api.post("/lookalike", json={"offer_id": offer_id, "merchant_id": merchant_id, "top_n": 100})
