@@ -158,6 +158,26 @@ def _running_cuts(offers: pl.DataFrame, earliest: int, limit: int, taken: list[i
     return sorted(picked[:count])
 
 
+def _spread(ranked: pl.DataFrame, count: int) -> list[int]:
+    """`count` brands at evenly spaced positions of `ranked` (all of them if it holds no more)."""
+    if count <= 0:
+        return []
+    if ranked.height <= count:
+        return ranked["b"].to_list()
+    return ranked["b"].gather(np.unique(np.linspace(0, ranked.height - 1, count).round().astype(int))).to_list()
+
+
+def training_brands(eligible: pl.DataFrame, offered: pl.Series, count: int) -> list[int]:
+    """The brands whose pseudo-offers train the model: `count` of the `eligible` ones (ranked by new
+    customers), spread evenly over that ranking among the brands that have offers (the ones serving is
+    asked about), then over the others if too few have. Offers go to brands of every size: the busiest
+    brands alone taught the model what a big brand's newcomers look like, and it ranked the audiences
+    of small brands below the bare factorisation (docs/model_quality.md)."""
+    has_offers = eligible["b"].is_in(offered.implode())
+    chosen = _spread(eligible.filter(has_offers), count)
+    return chosen + _spread(eligible.filter(~has_offers), count - len(chosen))
+
+
 def make_plan(history: History, params: dict) -> Plan:
     horizon = int(params.get("horizon_days", 30))
     n_cuts = int(params.get("cuts_per_brand", 3))
@@ -176,12 +196,12 @@ def make_plan(history: History, params: dict) -> Plan:
     train_cuts = sorted(cut for cut in (holdout_cut - horizon * k for k in range(1, n_cuts + 1)) if cut >= earliest)
     running_cuts = _running_cuts(offers, earliest, limit, train_cuts, max_offer_cuts)
 
-    # Pseudo-offers of the brands with most new customers over the training windows: fresh at each
-    # monthly cut, and far (starting far_gaps days later) where the window still ends before the hold-out.
+    # Pseudo-offers of brands of every size (training_brands): fresh at each monthly cut, and far
+    # (starting far_gaps days later) where the window still ends before the hold-out.
     wanted: list[tuple[OfferSpec, int, bool]] = []
     if train_cuts:
         totals = _new_customer_counts(history, train_cuts[0], limit)
-        brands = totals.filter(pl.col("len") >= min_positives)["b"].head(max_brands).to_list()
+        brands = training_brands(totals.filter(pl.col("len") >= min_positives), offers["b"], max_brands)
         for cut in train_cuts:
             for gap in [0, *far_gaps]:
                 if cut + gap + horizon - 1 > limit:
