@@ -15,6 +15,7 @@ offers mostly to likely buyers) or random (0). For each world and seed:
    every baseline of `ml.baselines`, all ranking the same candidates (clients who had not bought at
    the brand before the offer's start); MAP@100 and precision@100 per kind: fresh (starting right
    after the data), running (window contains the cut), far (starting two months or more after it);
+   and MAP@100 over the offers of the smallest, middle and largest third of brands (by customers);
 3. audience stability: mean top-100 Jaccard of each offer of the v1 catalog before and after v2 is
    merged (bundle rebuilt, same model), and after v3 is merged and the model retrained.
 
@@ -56,6 +57,7 @@ from ml.serving import Scorer, build_bundle  # noqa: E402
 WORLDS = {"low-likely": (0.0, 1.0), "low-random": (0.0, 0.0), "high-likely": (1.0, 1.0), "high-random": (1.0, 0.0)}
 KINDS = ("fresh", "running", "far")
 RANKINGS = ("model", "oracle", *BASELINES)
+SIZE_RANKINGS = ("model", "oracle", "item_knn", "als", "exposure")  # the by-brand-size table's columns
 SERIES = ["base", "same", "drift_behaviour"]
 
 
@@ -106,6 +108,8 @@ def score_holdout(scorer: Scorer, version: Path, catalog: Path, k: int, seed: in
     state = scorer.state
     context = Context(state, seed)
     values: dict[str, dict[str, dict[str, list[float]]]] = {kind: {} for kind in KINDS}
+    brand_size = state.derived()["brand_nnz"]
+    sizes: dict[str, list[float]] = {kind: [] for kind in KINDS}  # the offer's brand's customers, per offer
     new_customers: dict[str, list[int]] = {kind: [] for kind in KINDS}
     latencies = []
 
@@ -121,14 +125,15 @@ def score_holdout(scorer: Scorer, version: Path, catalog: Path, k: int, seed: in
             continue  # MAP is the mean over offers with at least one new customer
         kind = row["kind"]
         new_customers[kind].append(len(relevant))
+        brand = _brand_index(state.brand_ids, brand_of.get(row["merchant_id_offer"]))
+        sizes[kind].append(float(brand_size[brand]) if brand >= 0 else 0.0)
         started = time.perf_counter()
         audience = scorer.score_offer(row["offer_id"], row["merchant_id_offer"], row["start_date"], row["end_date"],
                                       row["offer_text"], k)
         latencies.append(time.perf_counter() - started)
         record(kind, "model", [user for user, _ in audience.users], relevant)
         end = row["end_date"]
-        spec = OfferSpec(brand=_brand_index(state.brand_ids, brand_of.get(row["merchant_id_offer"])),
-                         start_day=(row["start_date"] - EPOCH).days,
+        spec = OfferSpec(brand=brand, start_day=(row["start_date"] - EPOCH).days,
                          end_day=OPEN_END_DAY if end is None or end >= OPEN_END else (end - EPOCH).days,
                          text=row["offer_text"], offer_id=row["offer_id"])
         mask = np.ones(state.n_users, dtype=bool)
@@ -147,10 +152,26 @@ def score_holdout(scorer: Scorer, version: Path, catalog: Path, k: int, seed: in
         record(kind, "oracle", ids[top_k(probability, ids, k)], relevant)
     result = {kind: {ranking: {name: float(np.mean(v)) for name, v in figures.items()}
                      for ranking, figures in values[kind].items()} for kind in KINDS}
+    result["by_brand_size"] = {kind: _by_brand_size(values[kind], sizes[kind]) for kind in KINDS}
     result["offers"] = {kind: len(new_customers[kind]) for kind in KINDS}
     result["new_customers_per_offer"] = {kind: float(np.mean(v)) if v else 0.0 for kind, v in new_customers.items()}
     result["latency_p95_ms_uncached"] = float(np.percentile(latencies, 95) * 1000) if latencies else float("nan")
     return result
+
+
+SIZE_GROUPS = ("small", "middle", "large")
+
+
+def _by_brand_size(values: dict[str, dict[str, list[float]]], sizes: list[float]) -> dict[str, dict[str, float]]:
+    """MAP@100 of every ranking over the offers of the smallest, middle and largest third of brands (by
+    customers before the data's end; ties by position): whether a ranking holds across brand sizes."""
+    sizes = np.asarray(sizes)
+    table = {}
+    for name, rows in zip(SIZE_GROUPS, np.array_split(np.argsort(sizes, kind="stable"), len(SIZE_GROUPS))):
+        table[name] = {"offers": len(rows), "median_customers": float(np.median(sizes[rows])) if len(rows) else 0.0}
+        table[name].update({ranking: float(np.mean(np.asarray(figures["map"])[rows])) if len(rows) else float("nan")
+                            for ranking, figures in values.items()})
+    return table
 
 
 def audiences(scorer: Scorer, offers: list[tuple[int, int]], k: int) -> dict[tuple[int, int], set[int]]:
@@ -216,6 +237,19 @@ def _cell(runs: list[dict], kind: str, ranking: str, metric: str) -> str:
     return " / ".join("–" if v is None else f"{v:.3f}" for v in values)
 
 
+def _size_table(runs: list[dict]) -> list[str]:
+    lines = ["MAP@100 by the size of the offer's brand (a third of each kind's offers each; cells by seed):", "",
+             "| kind | brands | median customers | " + " | ".join(SIZE_RANKINGS) + " |",
+             "|---|---|---|" + "---|" * len(SIZE_RANKINGS)]
+    for kind in KINDS:
+        for group in SIZE_GROUPS:
+            cells = [run["holdout"]["by_brand_size"][kind][group] for run in runs]
+            median = " / ".join(f"{c['median_customers']:.0f}" for c in cells)
+            maps = [" / ".join(f"{c.get(ranking, float('nan')):.3f}" for c in cells) for ranking in SIZE_RANKINGS]
+            lines.append(f"| {kind} | {group} | {median} | " + " | ".join(maps) + " |")
+    return lines
+
+
 def markdown(reports: list[dict], command: str) -> str:
     lines = [f"`{command}`", ""]
     seeds = sorted({r["seed"] for r in reports})
@@ -231,7 +265,7 @@ def markdown(reports: list[dict], command: str) -> str:
             cells = [_cell(runs, kind, ranking, metric) for kind in KINDS for metric in ("map", "precision")]
             name = f"**{ranking}**" if ranking in ("model", "oracle") else ranking
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += ["", *_size_table(runs), ""]
     lines += ["| world | seed | train s | retrain s | train peak MB | data+scoring peak MB | Jaccard, same version "
               "| Jaccard, drift + retrain | first-call p95 ms |", "|---|---|---|---|---|---|---|---|---|"]
     nan = float("nan")
