@@ -57,6 +57,7 @@ from ml.serving import Scorer, build_bundle  # noqa: E402
 WORLDS = {"low-likely": (0.0, 1.0), "low-random": (0.0, 0.0), "high-likely": (1.0, 1.0), "high-random": (1.0, 0.0)}
 KINDS = ("fresh", "running", "far")
 RANKINGS = ("model", "oracle", *BASELINES)
+SIZE_GROUPS = ("small", "middle", "large")  # thirds of each kind's offers by their brand's customers
 SIZE_RANKINGS = ("model", "oracle", "item_knn", "als", "exposure")  # the by-brand-size table's columns
 SERIES = ["base", "same", "drift_behaviour"]
 
@@ -157,9 +158,6 @@ def score_holdout(scorer: Scorer, version: Path, catalog: Path, k: int, seed: in
     result["new_customers_per_offer"] = {kind: float(np.mean(v)) if v else 0.0 for kind, v in new_customers.items()}
     result["latency_p95_ms_uncached"] = float(np.percentile(latencies, 95) * 1000) if latencies else float("nan")
     return result
-
-
-SIZE_GROUPS = ("small", "middle", "large")
 
 
 def _by_brand_size(values: dict[str, dict[str, list[float]]], sizes: list[float]) -> dict[str, dict[str, float]]:
