@@ -90,21 +90,35 @@ def _brand_index(brand_ids: np.ndarray, brand_dk: int | None) -> int:
     return position if position < len(brand_ids) and brand_ids[position] == brand_dk else -1
 
 
-def score_holdout(scorer: Scorer, version: Path, catalog: Path, k: int, seed: int, max_offers: int) -> dict:
-    """Every ranking on every held-out offer of the version: {kind: {ranking: {map, precision}}, offers}."""
+def holdout_offers(version: Path, catalog: Path, seed: int, max_offers: int) -> list[tuple[str, dict, set[int]]]:
+    """The held-out offers scored, as (kind, offer row, its new customers): a seeded sample of at most
+    `max_offers` per kind, those with at least one new customer (MAP is the mean over those)."""
     holdout = version / "_holdout"
     offers = pl.read_parquet(holdout / "offer.parquet").sort("kind", "offer_id", "merchant_id_offer")
     offers = pl.concat([group if group.height <= max_offers else group.sample(max_offers, seed=seed).sort("offer_id")
                         for group in offers.partition_by("kind", maintain_order=True)])
     past = read_table(catalog, "transaction", ["user_id", "brand_dk", "event_date"])
     future = pl.read_parquet(holdout / "transaction.parquet").select(past.columns)
-    merchants = read_table(catalog, "merchant")
-    truth = offers_ground_truth(pl.concat([past, future]), offers, merchants)
+    truth = offers_ground_truth(pl.concat([past, future]), offers, read_table(catalog, "merchant"))
     truth = {key: set(frame["user_id"].to_list())
              for key, frame in truth.partition_by(["offer_id", "merchant_id_offer"], as_dict=True).items()}
-    oracle = {key: frame for key, frame in pl.scan_parquet(holdout / "oracle.parquet").filter(
-        pl.col("offer_id").is_in(offers["offer_id"].implode())).collect().partition_by(
+    return [(row["kind"], row, truth[key]) for row in offers.iter_rows(named=True)
+            if (key := (row["offer_id"], row["merchant_id_offer"])) in truth]
+
+
+def model_audience(scorer: Scorer, row: dict, k: int) -> list[int]:
+    """The model's top-k users for a held-out offer, through the serving path."""
+    return [user for user, _ in scorer.score_offer(row["offer_id"], row["merchant_id_offer"], row["start_date"],
+                                                   row["end_date"], row["offer_text"], k).users]
+
+
+def score_holdout(scorer: Scorer, version: Path, catalog: Path, k: int, seed: int, max_offers: int) -> dict:
+    """Every ranking on every held-out offer of the version: {kind: {ranking: {map, precision}}, offers}."""
+    held_out = holdout_offers(version, catalog, seed, max_offers)
+    oracle = {key: frame for key, frame in pl.scan_parquet(version / "_holdout" / "oracle.parquet").filter(
+        pl.col("offer_id").is_in([row["offer_id"] for _, row, _ in held_out])).collect().partition_by(
         ["offer_id", "merchant_id_offer"], as_dict=True).items()}
+    merchants = read_table(catalog, "merchant")
     brand_of = dict(zip(merchants["merchant_id_offer"].to_list(), merchants["brand_dk"].to_list()))
     state = scorer.state
     context = Context(state, seed)
@@ -119,20 +133,15 @@ def score_holdout(scorer: Scorer, version: Path, catalog: Path, k: int, seed: in
         figures["map"].append(average_precision_at_k(ranked, relevant, k))
         figures["precision"].append(precision_at_k(ranked, relevant, k))
 
-    for row in offers.iter_rows(named=True):
+    for kind, row, relevant in held_out:
         key = (row["offer_id"], row["merchant_id_offer"])
-        relevant = truth.get(key, set())
-        if not relevant:
-            continue  # MAP is the mean over offers with at least one new customer
-        kind = row["kind"]
         new_customers[kind].append(len(relevant))
         brand = _brand_index(state.brand_ids, brand_of.get(row["merchant_id_offer"]))
         sizes[kind].append(float(brand_size[brand]) if brand >= 0 else 0.0)
         started = time.perf_counter()
-        audience = scorer.score_offer(row["offer_id"], row["merchant_id_offer"], row["start_date"], row["end_date"],
-                                      row["offer_text"], k)
+        audience = model_audience(scorer, row, k)
         latencies.append(time.perf_counter() - started)
-        record(kind, "model", [user for user, _ in audience.users], relevant)
+        record(kind, "model", audience, relevant)
         end = row["end_date"]
         spec = OfferSpec(brand=brand, start_day=(row["start_date"] - EPOCH).days,
                          end_day=OPEN_END_DAY if end is None or end >= OPEN_END else (end - EPOCH).days,

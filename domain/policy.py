@@ -142,6 +142,13 @@ class DeployDecision:
         return asdict(self)
 
 
+def bootstrap_means(difference: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """Means of `resamples` seeded resamples (with replacement) of the paired per-offer differences: the
+    spread of the mean difference that the choice of offers alone would give."""
+    picks = np.random.default_rng(seed).integers(0, difference.size, size=(resamples, difference.size))
+    return difference[picks].mean(axis=1)
+
+
 def deploy_decision(candidate_ap: Mapping[int, float] | None, deployed_ap: Mapping[int, float] | None,
                     params: dict[str, Any], seed: int) -> DeployDecision:
     """Deploy the candidate unless it is worse than the deployed model beyond the hold-out's noise.
@@ -165,9 +172,7 @@ def deploy_decision(candidate_ap: Mapping[int, float] | None, deployed_ap: Mappi
                                     "deployed", **lists)
     alpha, resamples = float(params["alpha"]), int(params["resamples"])
     difference = candidate - deployed
-    picks = np.random.default_rng(seed).integers(0, difference.size, size=(resamples, difference.size))
-    means = difference[picks].mean(axis=1)
-    upper = float(np.quantile(means, 1 - alpha))
+    upper = float(np.quantile(bootstrap_means(difference, resamples, seed), 1 - alpha))
     mean = float(difference.mean())
     deploy = upper >= 0
     reason = (f"MAP@100 {candidate.mean():.4f} vs deployed {deployed.mean():.4f} on the same {difference.size} "

@@ -2,6 +2,7 @@
 series on abstract distributions (the references as the pipeline moves them)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from domain import policy
@@ -97,6 +98,15 @@ def test_the_deploy_test_is_deterministic_and_checks_its_inputs():
         deploy([0.1], [0.1, 0.2], DEPLOY, 7)
     # Pairs by offer, not by position.
     assert policy.deploy_decision({5: 0.2, 9: 0.4}, {9: 0.4, 5: 0.2}, DEPLOY, 7).mean_difference == 0
+
+
+def test_bootstrap_means_resample_the_paired_differences():
+    difference = np.array([0.3, -0.1, 0.0, 0.2, -0.05])
+    means = policy.bootstrap_means(difference, 2000, seed=4)
+    assert means.shape == (2000,) and np.array_equal(means, policy.bootstrap_means(difference, 2000, seed=4))
+    # Each resample's mean lies between the smallest and largest difference, centred on their mean.
+    assert means.min() >= -0.1 and means.max() <= 0.3 and abs(means.mean() - difference.mean()) < 0.01
+    assert np.allclose(policy.bootstrap_means(np.full(7, 0.02), 100, seed=4), 0.02)  # nothing varies: no spread
 
 
 def test_the_judged_period_moves_only_with_new_transactions():
