@@ -35,9 +35,11 @@ PAIR_FEATURES = [
 # for the brand, and the user's similarity to the brand's customers, to its recent new customers (the
 # seed audience) and to the offer's own converts so far (users who already answered this offer).
 # mf_rank: how many of the user's best unbought brands the user prefers to this one (a user walks to
-# the best-fitting brands they do not know yet first); mf_margin: the preference's distance to the best.
+# the best-fitting brands they do not know yet first); mf_margin: the preference's distance to the best;
+# mf_recent_gap, mf_recent_similarity: the brand against the user's latest adoptions (how far down their
+# own order the user has come: the next brands sit just past the latest ones).
 EMBEDDING_FEATURES = ["mf_score", "mf_rank", "mf_margin", "mf_customers_similarity", "mf_seed_similarity",
-                      "mf_window_converts_similarity"]
+                      "mf_window_converts_similarity", "mf_recent_gap", "mf_recent_similarity"]
 # What the user's latest adoptions say about the brand being next (ml.features.sequences).
 SEQUENCE_FEATURES = ["next_after_last", "next_after_recent"]
 # The offer itself, and where the scoring day sits in its window: days until its start (negative once

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ml.features import sequences
+from ml.features import embeddings, sequences
 from ml.features.names import BRAND_FEATURES, BRAND_INDEX, FEATURE_NAMES, LIFT_ATTRIBUTES, OFFER_FEATURES, USER_INDEX
 from ml.features.parsing import OPEN_DURATION_DAYS, OPEN_END_DAY, date_of, text_signal
 from ml.features.state import RECENT_DAYS, State
@@ -128,11 +128,14 @@ def _category_lift(shares: np.ndarray, members: np.ndarray, rows: np.ndarray) ->
 
 def _embedding_block(state: State, brand: int, groups: OfferGroups, rows: np.ndarray) -> np.ndarray:
     """EMBEDDING_FEATURES: the ALS preference of each user for the brand, its rank and margin among the
-    user's best unbought brands, and cosines of the user's factors with the centroids of the brand's
-    customers, recent new customers and window converts."""
-    unit = state.derived()["user_unit"]
+    user's best unbought brands, cosines of the user's factors with the centroids of the brand's
+    customers, recent new customers and window converts, and where the brand sits against the user's
+    latest adoptions."""
+    derived = state.derived()
+    unit = derived["user_unit"]
     users = unit[rows]
-    if 0 <= brand < len(state.brand_ids):
+    known = 0 <= brand < len(state.brand_ids)
+    if known:
         preference = state.user_factors[rows] @ state.brand_factors[brand]
         top = state.mf_top[rows]
         columns = [preference, (top > preference[:, None]).sum(axis=1),
@@ -145,7 +148,18 @@ def _embedding_block(state: State, brand: int, groups: OfferGroups, rows: np.nda
         centroid = unit[group].mean(axis=0) if len(group) else np.zeros(unit.shape[1], np.float32)
         norm = float(np.linalg.norm(centroid))
         columns.append(users @ (centroid / norm) if norm > 0 else np.zeros(len(rows), np.float32))
-    return np.column_stack(columns).astype(np.float32)
+    # The user's latest adoptions (first purchases in the last RECENT_DAYS) show how far down their own
+    # order of preference the user has come: the next brands sit just past them. mf_recent_gap: the
+    # preference for the brand minus the mean preference for those brands; mf_recent_similarity: the
+    # cosine of the brand's factors with their mean. NaN without a recent adoption or for an unknown brand.
+    gap = np.full(len(rows), np.nan, np.float32)
+    similarity = np.full(len(rows), np.nan, np.float32)
+    if known:
+        gap = columns[0] - np.einsum("ij,ij->i", state.user_factors[rows], derived["latest_factors"][rows])
+        similarity = derived["latest_unit"][rows] @ embeddings.normalised(state.brand_factors[brand][None, :])[0]
+        none = derived["recent_count"][rows] == 0
+        gap[none] = similarity[none] = np.nan
+    return np.column_stack([*columns, gap, similarity]).astype(np.float32)
 
 
 def _offer_block(state: State, offer: OfferSpec) -> np.ndarray:

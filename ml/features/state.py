@@ -80,9 +80,13 @@ class State:
         for name, codes in self.lift_codes.items():
             levels = int(codes.max()) + 1 if len(codes) else 1
             priors[name] = np.bincount(codes, minlength=levels).astype(np.float64) / max(len(codes), 1)
+        # Per user: the mean factors of the brands adopted in the last RECENT_DAYS, and how many there are.
+        recent_count = np.diff(self.adoptions.recent.indptr)
+        latest = np.asarray(self.adoptions.recent @ self.brand_factors) / np.maximum(recent_count, 1)[:, None]
         self._derived.update(matrices, row_inv=inv, row_nnz=row_nnz,
                              brand_nnz=np.diff(matrices["first_csc"].indptr).astype(np.float32), priors=priors,
-                             user_unit=embeddings.normalised(self.user_factors))
+                             user_unit=embeddings.normalised(self.user_factors), latest_factors=latest,
+                             latest_unit=embeddings.normalised(latest), recent_count=recent_count)
 
     # --- persistence: the serving bundle is a saved state -------------------------------------------
     # Arrays are .npy files loaded memory-mapped (copy-on-write): the serving process holds them as

@@ -96,6 +96,28 @@ def test_offer_features_say_where_the_cut_sits_and_what_the_offer_got(history):
         assert matrix[:, FEATURE_INDEX["mf_window_converts_similarity"]].std() > 0
 
 
+def test_the_brand_is_placed_against_each_users_latest_adoptions(history):
+    state = state_at(history, history.max_day + 1)
+    encode_categoricals(state, categorical_levels(history.profile))
+    brand = int(np.argmax(state.derived()["brand_nnz"]))
+    matrix = offer_features(state, OfferSpec(brand=brand, start_day=state.cut, end_day=state.cut + 29))
+    gap, similarity = (matrix[:, FEATURE_INDEX[name]] for name in ("mf_recent_gap", "mf_recent_similarity"))
+    latest = state.adoptions.recent
+    adopted = np.diff(latest.indptr) > 0
+    assert adopted.any() and (~adopted).any()
+    # Unknown where the user adopted nothing lately; otherwise the preference minus the mean preference
+    # for the latest adoptions, and a cosine.
+    assert np.isnan(gap[~adopted]).all() and np.isnan(similarity[~adopted]).all()
+    user = int(np.flatnonzero(adopted)[0])
+    brands = latest.indices[latest.indptr[user]:latest.indptr[user + 1]]
+    factors = state.user_factors[user]
+    expected = factors @ state.brand_factors[brand] - np.mean(state.brand_factors[brands] @ factors)
+    assert gap[user] == pytest.approx(expected, abs=1e-5)
+    assert np.all(np.abs(similarity[adopted]) <= 1 + 1e-5) and similarity[adopted].std() > 0
+    unknown = offer_features(state, OfferSpec(brand=-1, start_day=state.cut, end_day=state.cut + 29))
+    assert np.isnan(unknown[:, FEATURE_INDEX["mf_recent_gap"]]).all()
+
+
 def test_als_starts_from_factors_of_the_id_alone():
     """A brand or client starts every refit at the same place, wherever it sits in the matrix."""
     from ml.features import embeddings
