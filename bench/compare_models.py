@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from bench.ml_quality import KINDS, _train_in_child, holdout_offers, model_audience  # noqa: E402
+from bench.ml_quality import KINDS, holdout_offers, model_audience, train_in_child  # noqa: E402
 from domain.policy import bootstrap_means  # noqa: E402
 from domain.settings import load_params  # noqa: E402
 from ml.evaluate import average_precision_at_k  # noqa: E402
@@ -83,7 +83,7 @@ def main() -> None:
     params = load_params()
     if args.train_params and not list(args.candidate.glob("*.cbm")):
         trained = load_params(args.train_params)
-        _train_in_child(args.world / "catalog1", args.candidate, dict(trained["model"]), int(trained["seed"]))
+        train_in_child(args.world / "catalog1", args.candidate, dict(trained["model"]), int(trained["seed"]))
     rows = compare(args.world, args.baseline or args.world / "model1", args.candidate, args.seed, args.max_offers,
                    args.level, params)
     print(f"| offers | n | baseline MAP@100 | candidate MAP@100 | mean difference | {args.level:.0%} interval |")

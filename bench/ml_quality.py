@@ -66,7 +66,7 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _train_in_child(catalog: Path, out: Path, params: dict, seed: int):
+def train_in_child(catalog: Path, out: Path, params: dict, seed: int):
     """Train in a child process; its own peak memory (VmHWM) goes into the result's metrics."""
     import pickle
 
@@ -208,7 +208,7 @@ def evaluate_world(world: str, seed: int, scale: str, work: Path, params: dict, 
     t = time.perf_counter()
     build_bundle(work / "catalog1", work / "bundle1")
     figures["bundle_seconds"] = time.perf_counter() - t
-    result, figures["train_seconds"] = _train_in_child(work / "catalog1", work / "model1", params, train_seed)
+    result, figures["train_seconds"] = train_in_child(work / "catalog1", work / "model1", params, train_seed)
     figures["train_peak_memory_mb"] = result.metrics["peak_memory_mb"]
     scorer = Scorer(work / "bundle1", result.model_path)
     t = time.perf_counter()
@@ -226,7 +226,7 @@ def evaluate_world(world: str, seed: int, scale: str, work: Path, params: dict, 
         after_same = audiences(same, existing, k)
         merge(work / "catalog2", versions[2], work / "catalog3")
         build_bundle(work / "catalog3", work / "bundle3")
-        retrained, seconds = _train_in_child(work / "catalog3", work / "model3", params, train_seed)
+        retrained, seconds = train_in_child(work / "catalog3", work / "model3", params, train_seed)
         figures["retrain_seconds"] = seconds
         figures["train_peak_memory_mb"] = max(figures["train_peak_memory_mb"], retrained.metrics["peak_memory_mb"])
         after_drift = audiences(Scorer(work / "bundle3", retrained.model_path), existing, k)

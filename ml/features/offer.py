@@ -148,10 +148,11 @@ def _embedding_block(state: State, brand: int, groups: OfferGroups, rows: np.nda
         centroid = unit[group].mean(axis=0) if len(group) else np.zeros(unit.shape[1], np.float32)
         norm = float(np.linalg.norm(centroid))
         columns.append(users @ (centroid / norm) if norm > 0 else np.zeros(len(rows), np.float32))
-    # The user's latest adoptions (first purchases in the last RECENT_DAYS) show how far down their own
-    # order of preference the user has come: the next brands sit just past them. mf_recent_gap: the
-    # preference for the brand minus the mean preference for those brands; mf_recent_similarity: the
-    # cosine of the brand's factors with their mean. NaN without a recent adoption or for an unknown brand.
+    # The user's latest adoptions (`adoptions.recent`: first purchases in the 90 days before the cut)
+    # show how far down their own order of preference the user has come: the next brands sit just past
+    # them. mf_recent_gap: the preference for the brand minus the mean preference for those brands;
+    # mf_recent_similarity: the cosine of the brand's factors with their mean. NaN without a recent
+    # adoption or for an unknown brand.
     gap = np.full(len(rows), np.nan, np.float32)
     similarity = np.full(len(rows), np.nan, np.float32)
     if known:

@@ -80,7 +80,8 @@ class State:
         for name, codes in self.lift_codes.items():
             levels = int(codes.max()) + 1 if len(codes) else 1
             priors[name] = np.bincount(codes, minlength=levels).astype(np.float64) / max(len(codes), 1)
-        # Per user: the mean factors of the brands adopted in the last RECENT_DAYS, and how many there are.
+        # Per user: the mean factors of the brands in `adoptions.recent` (first purchases in the
+        # sequences.RECENT_DAYS before the cut), and how many there are.
         recent_count = np.diff(self.adoptions.recent.indptr)
         latest = np.asarray(self.adoptions.recent @ self.brand_factors) / np.maximum(recent_count, 1)[:, None]
         self._derived.update(matrices, row_inv=inv, row_nnz=row_nnz,
