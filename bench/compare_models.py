@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 from bench.ml_quality import KINDS, holdout_offers, model_audience, train_in_child  # noqa: E402
 from domain.policy import bootstrap_means  # noqa: E402
 from domain.settings import load_params  # noqa: E402
+from ml.catalog import read_table  # noqa: E402
 from ml.evaluate import average_precision_at_k  # noqa: E402
 from ml.serving import Scorer  # noqa: E402
 
@@ -48,7 +49,7 @@ def compare(world: Path, baseline: Path, candidate: Path, seed: int, max_offers:
     """One row per kind: offers, MAP@100 of each model, mean difference and its interval."""
     version = sorted((world / "generated").iterdir())[0]
     k = int(params["model"].get("eval_top_k", 100))
-    held_out = holdout_offers(version, world / "catalog1", seed, max_offers)
+    held_out = holdout_offers(version, world / "catalog1", read_table(world / "catalog1", "merchant"), seed, max_offers)
     scorers = [Scorer(world / "bundle1", model_file(directory)) for directory in (baseline, candidate)]
     ap: dict[str, list[list[float]]] = {kind: [[], []] for kind in KINDS}
     for kind, row, relevant in held_out:

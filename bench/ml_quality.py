@@ -90,16 +90,18 @@ def _brand_index(brand_ids: np.ndarray, brand_dk: int | None) -> int:
     return position if position < len(brand_ids) and brand_ids[position] == brand_dk else -1
 
 
-def holdout_offers(version: Path, catalog: Path, seed: int, max_offers: int) -> list[tuple[str, dict, set[int]]]:
+def holdout_offers(version: Path, catalog: Path, merchants: pl.DataFrame, seed: int,
+                   max_offers: int) -> list[tuple[str, dict, set[int]]]:
     """The held-out offers scored, as (kind, offer row, its new customers): a seeded sample of at most
-    `max_offers` per kind, those with at least one new customer (MAP is the mean over those)."""
+    `max_offers` per kind, those with at least one new customer (MAP is the mean over those).
+    `merchants`: the catalog's merchant table (offer merchant -> brand)."""
     holdout = version / "_holdout"
     offers = pl.read_parquet(holdout / "offer.parquet").sort("kind", "offer_id", "merchant_id_offer")
     offers = pl.concat([group if group.height <= max_offers else group.sample(max_offers, seed=seed).sort("offer_id")
                         for group in offers.partition_by("kind", maintain_order=True)])
     past = read_table(catalog, "transaction", ["user_id", "brand_dk", "event_date"])
     future = pl.read_parquet(holdout / "transaction.parquet").select(past.columns)
-    truth = offers_ground_truth(pl.concat([past, future]), offers, read_table(catalog, "merchant"))
+    truth = offers_ground_truth(pl.concat([past, future]), offers, merchants)
     truth = {key: set(frame["user_id"].to_list())
              for key, frame in truth.partition_by(["offer_id", "merchant_id_offer"], as_dict=True).items()}
     return [(row["kind"], row, truth[key]) for row in offers.iter_rows(named=True)
@@ -114,11 +116,11 @@ def model_audience(scorer: Scorer, row: dict, k: int) -> list[int]:
 
 def score_holdout(scorer: Scorer, version: Path, catalog: Path, k: int, seed: int, max_offers: int) -> dict:
     """Every ranking on every held-out offer of the version: {kind: {ranking: {map, precision}}, offers}."""
-    held_out = holdout_offers(version, catalog, seed, max_offers)
+    merchants = read_table(catalog, "merchant")
+    held_out = holdout_offers(version, catalog, merchants, seed, max_offers)
     oracle = {key: frame for key, frame in pl.scan_parquet(version / "_holdout" / "oracle.parquet").filter(
         pl.col("offer_id").is_in([row["offer_id"] for _, row, _ in held_out])).collect().partition_by(
         ["offer_id", "merchant_id_offer"], as_dict=True).items()}
-    merchants = read_table(catalog, "merchant")
     brand_of = dict(zip(merchants["merchant_id_offer"].to_list(), merchants["brand_dk"].to_list()))
     state = scorer.state
     context = Context(state, seed)
