@@ -58,10 +58,14 @@ def model_file(directory: Path) -> Path:
     return found[0]
 
 
-def offer_aps(world: Path, bundle: Path, model: Path, seed: int, max_offers: int, k: int) -> pl.DataFrame:
-    """AP@k of one model on each held-out offer (AP_KEY, ap), scored through the serving path."""
+def world_offers(world: Path, seed: int, max_offers: int) -> list[tuple[str, dict, set[int]]]:
+    """The kept world's held-out offers, as the bench run drew them (`holdout_offers`)."""
     version = sorted((world / "generated").iterdir())[0]
-    held_out = holdout_offers(version, world / "catalog1", read_table(world / "catalog1", "merchant"), seed, max_offers)
+    return holdout_offers(version, world / "catalog1", read_table(world / "catalog1", "merchant"), seed, max_offers)
+
+
+def offer_aps(held_out: list[tuple[str, dict, set[int]]], bundle: Path, model: Path, k: int) -> pl.DataFrame:
+    """AP@k of one model on each held-out offer (AP_KEY, ap), scored through the serving path."""
     scorer = Scorer(bundle, model_file(model))
     return pl.DataFrame([{"kind": kind, "offer_id": row["offer_id"], "merchant_id_offer": row["merchant_id_offer"],
                           "ap": average_precision_at_k(model_audience(scorer, row, k), relevant, k)}
@@ -114,6 +118,7 @@ def main() -> None:
         parser.error("give either CANDIDATE or --candidate-ap")
     params = load_params()
     k = int(params["model"].get("eval_top_k", 100))
+    held_out = world_offers(args.world, args.seed, args.max_offers)  # drawn once, scored by each model
     if args.candidate_ap is not None:
         candidate = pl.read_parquet(args.candidate_ap)
     else:
@@ -123,15 +128,14 @@ def main() -> None:
         bundle = args.candidate_bundle or args.world / "bundle1"
         if not bundle.exists():
             build_bundle(args.world / "catalog1", bundle)
-        candidate = offer_aps(args.world, bundle, args.candidate, args.seed, args.max_offers, k)
+        candidate = offer_aps(held_out, bundle, args.candidate, k)
         if args.save_ap is not None:
             candidate.write_parquet(args.save_ap)
             for kind in KINDS:
                 of_kind = candidate.filter(pl.col("kind") == kind)
                 print(f"{kind}: {of_kind.height} offers, candidate MAP@{k} {of_kind['ap'].mean() or 0.0:.4f}")
             return
-    baseline = offer_aps(args.world, args.world / "bundle1", args.baseline or args.world / "model1", args.seed,
-                         args.max_offers, k)
+    baseline = offer_aps(held_out, args.world / "bundle1", args.baseline or args.world / "model1", k)
     rows = compare(baseline, candidate, args.level, params)
     print(f"| offers | n | baseline MAP@100 | candidate MAP@100 | mean difference | {args.level:.0%} interval |")
     print("|---|---|---|---|---|---|")
