@@ -83,7 +83,7 @@ def train_in_child(catalog: Path, out: Path, params: dict, seed: int):
     return result, time.perf_counter() - started
 
 
-def _brand_index(brand_ids: np.ndarray, brand_dk: int | None) -> int:
+def brand_index(brand_ids: np.ndarray, brand_dk: int | None) -> int:
     if brand_dk is None:
         return -1
     position = int(np.searchsorted(brand_ids, brand_dk))
@@ -114,13 +114,30 @@ def model_audience(scorer: Scorer, row: dict, k: int) -> list[int]:
                                                    row["end_date"], row["offer_text"], k).users]
 
 
+def oracle_frames(version: Path, held_out: list[tuple[str, dict, set[int]]]) -> dict[tuple[int, int], pl.DataFrame]:
+    """The oracle's probabilities of the held-out offers, by (offer_id, merchant_id_offer)."""
+    return pl.scan_parquet(version / "_holdout" / "oracle.parquet").filter(
+        pl.col("offer_id").is_in([row["offer_id"] for _, row, _ in held_out])).collect().partition_by(
+        ["offer_id", "merchant_id_offer"], as_dict=True)
+
+
+def oracle_top(ids: np.ndarray, frame: pl.DataFrame | None, k: int) -> np.ndarray:
+    """The oracle's top k of the candidates `ids` (sorted user ids): by their true probability in the
+    offer's `frame` of the oracle, 0 where it kept no row."""
+    probability = np.zeros(len(ids))
+    if frame is not None:
+        users = frame["user_id"].to_numpy()
+        at = np.searchsorted(ids, users)
+        inside = (at < len(ids)) & (ids[np.minimum(at, len(ids) - 1)] == users)
+        probability[at[inside]] = frame["probability"].to_numpy()[inside]
+    return ids[top_k(probability, ids, k)]
+
+
 def score_holdout(scorer: Scorer, version: Path, catalog: Path, k: int, seed: int, max_offers: int) -> dict:
     """Every ranking on every held-out offer of the version: {kind: {ranking: {map, precision}}, offers}."""
     merchants = read_table(catalog, "merchant")
     held_out = holdout_offers(version, catalog, merchants, seed, max_offers)
-    oracle = {key: frame for key, frame in pl.scan_parquet(version / "_holdout" / "oracle.parquet").filter(
-        pl.col("offer_id").is_in([row["offer_id"] for _, row, _ in held_out])).collect().partition_by(
-        ["offer_id", "merchant_id_offer"], as_dict=True).items()}
+    oracle = oracle_frames(version, held_out)
     brand_of = dict(zip(merchants["merchant_id_offer"].to_list(), merchants["brand_dk"].to_list()))
     state = scorer.state
     context = Context(state, seed)
@@ -138,7 +155,7 @@ def score_holdout(scorer: Scorer, version: Path, catalog: Path, k: int, seed: in
     for kind, row, relevant in held_out:
         key = (row["offer_id"], row["merchant_id_offer"])
         new_customers[kind].append(len(relevant))
-        brand = _brand_index(state.brand_ids, brand_of.get(row["merchant_id_offer"]))
+        brand = brand_index(state.brand_ids, brand_of.get(row["merchant_id_offer"]))
         sizes[kind].append(float(brand_size[brand]) if brand >= 0 else 0.0)
         started = time.perf_counter()
         audience = model_audience(scorer, row, k)
@@ -154,14 +171,7 @@ def score_holdout(scorer: Scorer, version: Path, catalog: Path, k: int, seed: in
         ids = state.user_ids[pool]
         for name, baseline in BASELINES.items():
             record(kind, name, ids[top_k(baseline(context, spec, pool), ids, k)], relevant)
-        # The oracle ranks the same candidates by their true probability (0 where it kept no row).
-        probability = np.zeros(len(pool))
-        mine = oracle.get(key)
-        if mine is not None:
-            at = np.searchsorted(ids, mine["user_id"].to_numpy())
-            inside = (at < len(ids)) & (ids[np.minimum(at, len(ids) - 1)] == mine["user_id"].to_numpy())
-            probability[at[inside]] = mine["probability"].to_numpy()[inside]
-        record(kind, "oracle", ids[top_k(probability, ids, k)], relevant)
+        record(kind, "oracle", oracle_top(ids, oracle.get(key), k), relevant)
     result = {kind: {ranking: {name: float(np.mean(v)) for name, v in figures.items()}
                      for ranking, figures in values[kind].items()} for kind in KINDS}
     result["by_brand_size"] = {kind: _by_brand_size(values[kind], sizes[kind]) for kind in KINDS}
