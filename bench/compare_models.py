@@ -58,10 +58,15 @@ def model_file(directory: Path) -> Path:
     return found[0]
 
 
+def world_version(world: Path) -> Path:
+    """The kept world's generated v1 (its held-out offers, their months and the oracle)."""
+    return sorted((world / "generated").iterdir())[0]
+
+
 def world_offers(world: Path, seed: int, max_offers: int) -> list[tuple[str, dict, set[int]]]:
     """The kept world's held-out offers, as the bench run drew them (`holdout_offers`)."""
-    version = sorted((world / "generated").iterdir())[0]
-    return holdout_offers(version, world / "catalog1", read_table(world / "catalog1", "merchant"), seed, max_offers)
+    return holdout_offers(world_version(world), world / "catalog1", read_table(world / "catalog1", "merchant"), seed,
+                          max_offers)
 
 
 def offer_aps(held_out: list[tuple[str, dict, set[int]]], bundle: Path, model: Path, k: int) -> pl.DataFrame:

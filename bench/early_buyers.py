@@ -20,15 +20,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-from bench.compare_models import model_file, world_offers  # noqa: E402
-from bench.ml_quality import KINDS, brand_index, oracle_frames, oracle_top  # noqa: E402
+from bench.compare_models import model_file, world_offers, world_version  # noqa: E402
+from bench.ml_quality import KINDS, brand_index, known_transactions, offer_pool, oracle_frames, oracle_top  # noqa: E402
 from domain.settings import load_params  # noqa: E402
 from ml.catalog import read_table  # noqa: E402
 from ml.evaluate import average_precision_at_k  # noqa: E402
-from ml.features import EPOCH, customers_before  # noqa: E402
+from ml.features import EPOCH  # noqa: E402
 from ml.ground_truth import offers_ground_truth  # noqa: E402
 from ml.serving import Scorer  # noqa: E402
 
@@ -53,17 +52,15 @@ def main() -> None:
     args = parser.parse_args()
     k = int(load_params()["model"].get("eval_top_k", 100))
     held_out = world_offers(args.world, args.seed, args.max_offers)
-    version = sorted((args.world / "generated").iterdir())[0]
+    version = world_version(args.world)
     catalog = args.world / "catalog1"
     scorer = Scorer(args.world / "bundle1", model_file(args.model or args.world / "model1"))
     state = scorer.state
     cut = EPOCH + dt.timedelta(days=int(state.cut))
     merchants = read_table(catalog, "merchant")
-    past = read_table(catalog, "transaction", ["user_id", "brand_dk", "event_date"])
-    future = pl.read_parquet(version / "_holdout" / "transaction.parquet").select(past.columns)
     offers = pl.DataFrame([row for _, row, _ in held_out]).select("offer_id", "merchant_id_offer", "start_date",
                                                                  "end_date")
-    early = early_buyers(pl.concat([past, future]), offers, merchants, cut)
+    early = early_buyers(known_transactions(version, catalog), offers, merchants, cut)
     oracle = oracle_frames(version, held_out)
     brand_of = dict(zip(merchants["merchant_id_offer"].to_list(), merchants["brand_dk"].to_list()))
     rows = []
@@ -74,9 +71,8 @@ def main() -> None:
         deep = [user for user, _ in scorer.score_offer(row["offer_id"], row["merchant_id_offer"], row["start_date"],
                                                        row["end_date"], row["offer_text"], k + len(too_soon)).users]
         brand = brand_index(state.brand_ids, brand_of.get(row["merchant_id_offer"]))
-        mask = np.ones(state.n_users, dtype=bool)
-        mask[customers_before(state, brand, (row["start_date"] - EPOCH).days)] = False
-        best = oracle_top(state.user_ids[np.flatnonzero(mask)], oracle.get(key), k)
+        pool = offer_pool(state, brand, (row["start_date"] - EPOCH).days)
+        best = oracle_top(state.user_ids[pool], oracle.get(key), k)
         rows.append({"kind": kind, "model": average_precision_at_k(deep[:k], relevant, k),
                      "model_early": len(too_soon.intersection(deep[:k])),
                      "oracle_early": len(too_soon.intersection(best.tolist())),

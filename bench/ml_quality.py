@@ -50,7 +50,7 @@ from domain.settings import load_params  # noqa: E402
 from ml.baselines import BASELINES, Context  # noqa: E402
 from ml.catalog import merge, read_table  # noqa: E402
 from ml.evaluate import average_precision_at_k, precision_at_k, top_k  # noqa: E402
-from ml.features import EPOCH, OPEN_END_DAY, OfferSpec, customers_before  # noqa: E402
+from ml.features import EPOCH, OPEN_END_DAY, OfferSpec, State, customers_before  # noqa: E402
 from ml.ground_truth import OPEN_END, offers_ground_truth  # noqa: E402
 from ml.serving import Scorer, build_bundle  # noqa: E402
 
@@ -90,18 +90,28 @@ def brand_index(brand_ids: np.ndarray, brand_dk: int | None) -> int:
     return position if position < len(brand_ids) and brand_ids[position] == brand_dk else -1
 
 
+def known_transactions(version: Path, catalog: Path) -> pl.DataFrame:
+    """(user_id, brand_dk, event_date) of the catalog and of the held-out months after the version's cut."""
+    past = read_table(catalog, "transaction", ["user_id", "brand_dk", "event_date"])
+    return pl.concat([past, pl.read_parquet(version / "_holdout" / "transaction.parquet").select(past.columns)])
+
+
+def offer_pool(state: State, brand: int, start_day: int) -> np.ndarray:
+    """An offer's candidates: the state's users with no purchase at its brand before its start."""
+    mask = np.ones(state.n_users, dtype=bool)
+    mask[customers_before(state, brand, start_day)] = False
+    return np.flatnonzero(mask)
+
+
 def holdout_offers(version: Path, catalog: Path, merchants: pl.DataFrame, seed: int,
                    max_offers: int) -> list[tuple[str, dict, set[int]]]:
     """The held-out offers scored, as (kind, offer row, its new customers): a seeded sample of at most
     `max_offers` per kind, those with at least one new customer (MAP is the mean over those).
     `merchants`: the catalog's merchant table (offer merchant -> brand)."""
-    holdout = version / "_holdout"
-    offers = pl.read_parquet(holdout / "offer.parquet").sort("kind", "offer_id", "merchant_id_offer")
+    offers = pl.read_parquet(version / "_holdout" / "offer.parquet").sort("kind", "offer_id", "merchant_id_offer")
     offers = pl.concat([group if group.height <= max_offers else group.sample(max_offers, seed=seed).sort("offer_id")
                         for group in offers.partition_by("kind", maintain_order=True)])
-    past = read_table(catalog, "transaction", ["user_id", "brand_dk", "event_date"])
-    future = pl.read_parquet(holdout / "transaction.parquet").select(past.columns)
-    truth = offers_ground_truth(pl.concat([past, future]), offers, merchants)
+    truth = offers_ground_truth(known_transactions(version, catalog), offers, merchants)
     truth = {key: set(frame["user_id"].to_list())
              for key, frame in truth.partition_by(["offer_id", "merchant_id_offer"], as_dict=True).items()}
     return [(row["kind"], row, truth[key]) for row in offers.iter_rows(named=True)
@@ -165,9 +175,7 @@ def score_holdout(scorer: Scorer, version: Path, catalog: Path, k: int, seed: in
         spec = OfferSpec(brand=brand, start_day=(row["start_date"] - EPOCH).days,
                          end_day=OPEN_END_DAY if end is None or end >= OPEN_END else (end - EPOCH).days,
                          text=row["offer_text"], offer_id=row["offer_id"])
-        mask = np.ones(state.n_users, dtype=bool)
-        mask[customers_before(state, spec.brand, spec.start_day)] = False
-        pool = np.flatnonzero(mask)
+        pool = offer_pool(state, spec.brand, spec.start_day)
         ids = state.user_ids[pool]
         for name, baseline in BASELINES.items():
             record(kind, name, ids[top_k(baseline(context, spec, pool), ids, k)], relevant)
