@@ -1,5 +1,5 @@
 """Two models against each other on the same held-out offers of a kept world: per kind of offer, each
-model's MAP@100, the mean per-offer difference and its paired-bootstrap interval.
+model's MAP@k (k: params' eval_top_k), the mean per-offer difference and its paired-bootstrap interval.
 
     python bench/ml_quality.py --scale full --worlds high-likely --seeds 1 --no-stability --max-offers 100 \
         --keep DIR
@@ -78,7 +78,7 @@ def offer_aps(held_out: list[tuple[str, dict, set[int]]], bundle: Path, model: P
 
 
 def compare(baseline: pl.DataFrame, candidate: pl.DataFrame, level: float, params: dict) -> list[dict]:
-    """One row per kind: offers, MAP@100 of each model, mean difference and its interval, over the offers
+    """One row per kind: offers, MAP@k of each model, mean difference and its interval, over the offers
     both models were scored on."""
     paired = baseline.join(candidate, on=AP_KEY, how="inner", suffix="_candidate", maintain_order="left")
     if paired.height < max(baseline.height, candidate.height):
@@ -142,7 +142,7 @@ def main() -> None:
             return
     baseline = offer_aps(held_out, args.world / "bundle1", args.baseline or args.world / "model1", k)
     rows = compare(baseline, candidate, args.level, params)
-    print(f"| offers | n | baseline MAP@100 | candidate MAP@100 | mean difference | {args.level:.0%} interval |")
+    print(f"| offers | n | baseline MAP@{k} | candidate MAP@{k} | mean difference | {args.level:.0%} interval |")
     print("|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['kind']} | {row['offers']} | {row['baseline']:.4f} | {row['candidate']:.4f} "

@@ -23,11 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import polars as pl  # noqa: E402
 
 from bench.compare_models import model_file, world_offers, world_version  # noqa: E402
-from bench.ml_quality import KINDS, brand_index, known_transactions, offer_pool, oracle_frames, oracle_top  # noqa: E402
+from bench.ml_quality import KINDS, brand_index, known_transactions, oracle_frames, oracle_top  # noqa: E402
 from domain.settings import load_params  # noqa: E402
 from ml.catalog import read_table  # noqa: E402
 from ml.evaluate import average_precision_at_k  # noqa: E402
-from ml.features import EPOCH  # noqa: E402
+from ml.features import EPOCH, non_customers  # noqa: E402
 from ml.ground_truth import offers_ground_truth  # noqa: E402
 from ml.serving import Scorer  # noqa: E402
 
@@ -71,7 +71,7 @@ def main() -> None:
         deep = [user for user, _ in scorer.score_offer(row["offer_id"], row["merchant_id_offer"], row["start_date"],
                                                        row["end_date"], row["offer_text"], k + len(too_soon)).users]
         brand = brand_index(state.brand_ids, brand_of.get(row["merchant_id_offer"]))
-        pool = offer_pool(state, brand, (row["start_date"] - EPOCH).days)
+        pool = non_customers(state, brand, (row["start_date"] - EPOCH).days)
         best = oracle_top(state.user_ids[pool], oracle.get(key), k)
         rows.append({"kind": kind, "model": average_precision_at_k(deep[:k], relevant, k),
                      "model_early": len(too_soon.intersection(deep[:k])),

@@ -50,7 +50,7 @@ from domain.settings import load_params  # noqa: E402
 from ml.baselines import BASELINES, Context  # noqa: E402
 from ml.catalog import merge, read_table  # noqa: E402
 from ml.evaluate import average_precision_at_k, precision_at_k, top_k  # noqa: E402
-from ml.features import EPOCH, OPEN_END_DAY, OfferSpec, State, customers_before  # noqa: E402
+from ml.features import EPOCH, OPEN_END_DAY, OfferSpec, non_customers  # noqa: E402
 from ml.ground_truth import OPEN_END, offers_ground_truth  # noqa: E402
 from ml.serving import Scorer, build_bundle  # noqa: E402
 
@@ -94,13 +94,6 @@ def known_transactions(version: Path, catalog: Path) -> pl.DataFrame:
     """(user_id, brand_dk, event_date) of the catalog and of the held-out months after the version's cut."""
     past = read_table(catalog, "transaction", ["user_id", "brand_dk", "event_date"])
     return pl.concat([past, pl.read_parquet(version / "_holdout" / "transaction.parquet").select(past.columns)])
-
-
-def offer_pool(state: State, brand: int, start_day: int) -> np.ndarray:
-    """An offer's candidates: the state's users with no purchase at its brand before its start."""
-    mask = np.ones(state.n_users, dtype=bool)
-    mask[customers_before(state, brand, start_day)] = False
-    return np.flatnonzero(mask)
 
 
 def holdout_offers(version: Path, catalog: Path, merchants: pl.DataFrame, seed: int,
@@ -175,7 +168,7 @@ def score_holdout(scorer: Scorer, version: Path, catalog: Path, k: int, seed: in
         spec = OfferSpec(brand=brand, start_day=(row["start_date"] - EPOCH).days,
                          end_day=OPEN_END_DAY if end is None or end >= OPEN_END else (end - EPOCH).days,
                          text=row["offer_text"], offer_id=row["offer_id"])
-        pool = offer_pool(state, spec.brand, spec.start_day)
+        pool = non_customers(state, spec.brand, spec.start_day)
         ids = state.user_ids[pool]
         for name, baseline in BASELINES.items():
             record(kind, name, ids[top_k(baseline(context, spec, pool), ids, k)], relevant)

@@ -18,7 +18,14 @@ high-visibility world), so it is a yardstick of visibility, not an optimum. MAP@
   yet is invisible in data, so this ceiling is not reachable from data);
 - visible repertoire: only the brands the client has bought at are left out, as data shows them;
 - visible repertoire with the fit known up to Gaussian noise of each `--noise` SD (seeded): how sharp
-  the ceiling is. A learnt fit is an estimate; the ladder orders brands by small fit differences.
+  the ceiling is. A learnt fit is an estimate; the ladder orders brands by small fit differences;
+- visible repertoire with the fit and the pace estimated from data (`data_estimates`): the clients'
+  first purchases before the cut give each client's category shares (the taste side of the fit), each
+  brand's adopters and how they lean by cluster, region and price tier (the brand side), and each
+  client's adoptions of the last 12 months (the pace; the online habit's small term is left out); then
+  each side estimated with the other exact.
+  The attributes are the generator's own (data shows segment and region, the tier only through
+  amounts): a plain estimate from data to set a learnt one against.
 """
 from __future__ import annotations
 
@@ -40,6 +47,38 @@ from datagen.simulate import day_number  # noqa: E402
 from datagen.world import build_world, month_start  # noqa: E402
 from ml.evaluate import average_precision_at_k, top_k  # noqa: E402
 from ml.ground_truth import offers_ground_truth  # noqa: E402
+
+PACE_MONTHS = 12       # adoptions counted for a client's estimated pace
+SHARE_PRIOR = 2.0      # pseudo-adoptions spread as everyone's category mix, per client
+LEAN_PRIOR = 5.0       # pseudo-adopters spread as the population, per brand and attribute
+
+
+def data_estimates(world, sim, clients: np.ndarray, client_of: np.ndarray, cut: int) -> dict[str, np.ndarray]:
+    """What first purchases before the cut say about the ladder (clients x brands, and per client):
+    taste: log of the client's smoothed share of adoptions in the brand's category; brand: log of the
+    brand's adopters plus, for the client's cluster, region and tier, the log of how over-represented it
+    is among them; pace: adoptions in the last PACE_MONTHS months per day (+ 0.5, so none is not zero)."""
+    before = sim.first_tx < cut
+    owner = client_of[sim.keys // sim.nb]
+    kept = before & (owner >= 0)
+    users, brands = owner[kept], (sim.keys % sim.nb)[kept]
+    categories = world.brand_category
+    counts = np.zeros((len(clients), int(categories.max()) + 1))
+    np.add.at(counts, (users, categories[brands]), 1)
+    mix = counts.sum(axis=0) / counts.sum()
+    shares = (counts + SHARE_PRIOR * mix) / (counts.sum(axis=1, keepdims=True) + SHARE_PRIOR)
+    brand = np.broadcast_to(np.log(np.bincount(brands, minlength=world.n_brands) + 0.5), (len(clients), world.n_brands))
+    for attribute in (world.cluster, world.region, world.tier):
+        level = attribute[clients]
+        population = np.bincount(level) / len(level)
+        by_brand = np.zeros((world.n_brands, len(population)))
+        np.add.at(by_brand, (brands, level[users]), 1)
+        lean = (by_brand + LEAN_PRIOR * population) / (by_brand.sum(axis=1, keepdims=True) + LEAN_PRIOR)
+        brand = brand + np.log(lean / population)[:, level].T
+    days = 30.4 * PACE_MONTHS
+    recent = kept & (sim.first_tx >= cut - int(days))
+    pace = (np.bincount(owner[recent], minlength=len(clients)) + 0.5) / days
+    return {"taste": np.log(shares[:, categories]), "brand": brand, "pace": pace}
 
 
 def main() -> None:
@@ -113,14 +152,15 @@ def main() -> None:
             brand = brand_of[row["merchant_id_offer"]]
             held_out.append((row, brand, relevant, *bought_by(brand, row)))
 
-    def ceiling(left_out: np.ndarray, estimate: np.ndarray) -> float:
-        """MAP@100 of the ladder-place ranking with `estimate` as the fit and `left_out` brands off the ladder."""
+    def ceiling(left_out: np.ndarray, estimate: np.ndarray, pace: np.ndarray | None = None) -> float:
+        """MAP@100 of the ladder-place ranking with `estimate` as the fit, `left_out` brands off the
+        ladder and `pace` ladder steps per day (default: the generator's)."""
         ranked = np.where(~left_out & open_brands, estimate, -np.inf)
         order = np.argsort(-ranked, axis=1, kind="stable")
         place = np.empty_like(order)
         np.put_along_axis(place, order, np.arange(world.n_brands)[None, :].repeat(len(clients), axis=0), axis=1)
         scores = []
-        rate = args.visibility * world.adopt[clients] / 30.4  # ladder steps per day
+        rate = args.visibility * world.adopt[clients] / 30.4 if pace is None else pace
         for row, brand, relevant, excluded, converted in held_out:
             # Steps by the start and by the end of the window: b is adopted inside it when the step that
             # reaches it comes after the first and by the second, P(N(start) <= k < N(end)).
@@ -145,6 +185,12 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     for sd in (float(x) for x in args.noise.split(",") if x):
         figures[f"visible, fit noise SD {sd:g}"] = ceiling(customer[clients], fit + rng.normal(0, sd, fit.shape))
+    data = data_estimates(world, sim, clients, client_of, cut)
+    taste = np.log(world.taste[clients][:, world.brand_category])
+    figures["visible, pace from data"] = ceiling(customer[clients], fit, data["pace"])
+    figures["visible, fit and pace from data"] = ceiling(customer[clients], data["taste"] + data["brand"], data["pace"])
+    figures["visible, taste from data, exact brand side"] = ceiling(customer[clients], fit - taste + data["taste"])
+    figures["visible, exact taste, brand side from data"] = ceiling(customer[clients], taste + data["brand"])
     unknown = np.where(~customer[clients] & open_brands, fit, np.nan)
     spread = float(np.nanmean(np.nanstd(unknown, axis=1)))
     print(f"{args.scale} seed {args.seed} visibility {args.visibility:g} targeting {args.targeting:g}: "

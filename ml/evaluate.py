@@ -16,7 +16,15 @@ import numpy as np
 
 from ml import baselines
 from ml.dataset import KINDS, Plan, Query, make_plan
-from ml.features import History, State, encode_categoricals, load_history, offer_features, state_at
+from ml.features import (
+    History,
+    State,
+    encode_categoricals,
+    load_history,
+    non_customers,
+    offer_features,
+    state_at,
+)
 from ml.model import LookalikeModel
 
 
@@ -72,11 +80,7 @@ class StateCache:
 
 def candidates(state: State, query: Query) -> np.ndarray:
     """Everyone with no purchase at the brand before the cut (the state knows nothing later)."""
-    from ml.features import brand_column
-
-    mask = np.ones(state.n_users, dtype=bool)
-    mask[brand_column(state, query.spec.brand)[0]] = False
-    return np.flatnonzero(mask)
+    return non_customers(state, query.spec.brand, state.cut)
 
 
 def ranked_users(query: Query, pool: np.ndarray, scores: np.ndarray, user_ids: np.ndarray, k: int) -> np.ndarray:

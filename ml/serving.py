@@ -28,6 +28,7 @@ from ml.features import (
     brand_column,
     encode_categoricals,
     load_history,
+    non_customers,
     offer_features,
     state_at,
 )
@@ -148,10 +149,8 @@ class Scorer:
         spec = OfferSpec(brand=brand, start_day=(start_date - EPOCH).days, end_day=end_day, text=offer_text,
                          offer_id=offer_id)
         state = self.state
+        pool = non_customers(state, brand, spec.start_day)
         users, first = brand_column(state, brand)
-        excluded = np.zeros(state.n_users, dtype=bool)
-        excluded[users[first < spec.start_day]] = True
-        pool = np.flatnonzero(~excluded)
         converted = np.zeros(state.n_users, dtype=bool)
         window_end = min(spec.end_day, OPEN_END_DAY)
         converted[users[(first >= spec.start_day) & (first <= window_end)]] = True

@@ -18,7 +18,7 @@ from ml.features.names import (
     USER_INDEX,
     USER_NUMERIC,
 )
-from ml.features.offer import OfferSpec, brand_column, customers_before, offer_features, offer_groups
+from ml.features.offer import OfferSpec, brand_column, customers_before, non_customers, offer_features, offer_groups
 from ml.features.parsing import EPOCH, OPEN_END_DAY, date_of, day_of
 from ml.features.state import (
     ACTIVATED,
@@ -36,5 +36,5 @@ __all__ = [
     "ACTIVATED", "BRAND_FEATURES", "BRAND_STATS", "CATEGORICAL", "EPOCH", "FEATURE_INDEX", "FEATURE_NAMES",
     "LIFT_ATTRIBUTES", "OPEN_END_DAY", "REWARDED", "SEEN", "USER_INDEX", "USER_NUMERIC", "History", "OfferSpec",
     "OfferUsers", "State", "brand_column", "categorical_levels", "customers_before", "date_of", "day_of",
-    "encode_categoricals", "exact_mean", "load_history", "offer_features", "offer_groups", "state_at",
+    "encode_categoricals", "exact_mean", "load_history", "non_customers", "offer_features", "offer_groups", "state_at",
 ]

@@ -55,6 +55,13 @@ def customers_before(state: State, brand: int, day: int) -> np.ndarray:
     return users[first < day]
 
 
+def non_customers(state: State, brand: int, day: int) -> np.ndarray:
+    """An offer's candidates: the state's users (indices) with no purchase at the brand before `day`."""
+    mask = np.ones(state.n_users, dtype=bool)
+    mask[customers_before(state, brand, day)] = False
+    return np.flatnonzero(mask)
+
+
 @dataclass(frozen=True)
 class OfferGroups:
     """The users an offer's brand-side features describe."""

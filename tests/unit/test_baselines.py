@@ -23,8 +23,8 @@ from ml.features import (
     OfferSpec,
     OfferUsers,
     State,
-    customers_before,
     embeddings,
+    non_customers,
     sequences,
 )
 
@@ -74,9 +74,7 @@ def context() -> Context:
 
 
 def candidates(context: Context, offer: OfferSpec = OFFER) -> np.ndarray:
-    mask = np.ones(context.state.n_users, bool)
-    mask[customers_before(context.state, offer.brand, offer.start_day)] = False
-    return np.flatnonzero(mask)
+    return non_customers(context.state, offer.brand, offer.start_day)
 
 
 def ranking(context: Context, baseline, offer: OfferSpec = OFFER) -> list[int]:
