@@ -1,6 +1,10 @@
 """How much of the oracle a ranking could reach that knows exactly what data can show, in a generated world.
 
     python bench/visible_ceiling.py [--scale small] [--seed 1] [--visibility 1] [--targeting 1]
+    python bench/visible_ceiling.py --visibility 0 [--kind far]
+
+A first adoption comes from one of two clocks (datagen/oracle.py): the ladder, in a world of
+visibility above 0, and the taste law, below 1. Each is scored alone, as follows.
 
 The oracle (datagen/oracle.py) knows each client's ladder, hidden noise included. A look-alike model
 can at best learn the visible fit(u, b) (world.py), the client's adoption rate A_u and repertoire.
@@ -26,6 +30,15 @@ high-visibility world), so it is a yardstick of visibility, not an optimum. MAP@
   each side estimated with the other exact.
   The attributes are the generator's own (data shows segment and region, the tier only through
   amounts): a plain estimate from data to set a learnt one against.
+
+The taste law (visibility below 1): a client's hazard of a first purchase at b is
+(1 - v) * A_u * P_u(category of b) * P(b | its category, client type) (world.hazard, the era of the
+month after the cut); the score is the chance of the first purchase inside the offer's window,
+exp(-h * days to the start) - exp(-h * days to the end), with the same exclusions and certain converts.
+It ignores the ladder, the offer's exposure and the brands a client knew before joining (the oracle
+knows them). Rankings: that hazard exact, then with the pace (`data_estimates`), the category choice
+(the client's category shares) and the brand choice (the brand side of `data_estimates`, normalised
+over the open brands of the category) each from data with the rest exact, then all three from data.
 """
 from __future__ import annotations
 
@@ -42,7 +55,7 @@ from scipy.special import gammaincc  # noqa: E402
 
 from datagen import generate_series  # noqa: E402
 from datagen import scenarios as scenario_kinds  # noqa: E402
-from datagen.series import FIRST_MONTH, HISTORY_MONTHS, WORLD_EXTRA_ERAS, Timeline  # noqa: E402
+from datagen.series import FIRST_MONTH, HISTORY_MONTHS, WORLD_EXTRA_ERAS, Timeline, era_of_month  # noqa: E402
 from datagen.simulate import day_number  # noqa: E402
 from datagen.world import build_world, month_start  # noqa: E402
 from ml.evaluate import average_precision_at_k, top_k  # noqa: E402
@@ -92,8 +105,8 @@ def main() -> None:
     parser.add_argument("--kind", choices=["fresh", "running", "far"], default="fresh", help="held-out offers scored")
     parser.add_argument("--noise", default="0.3,1", help="comma-separated SDs of noise added to the fit")
     args = parser.parse_args()
-    if not 0 < args.visibility <= 1:
-        parser.error("--visibility in (0, 1]: without a ladder there is nothing to walk")
+    if not 0 <= args.visibility <= 1:
+        parser.error("--visibility in [0, 1]")
     with tempfile.TemporaryDirectory(prefix="visible_ceiling_") as work:
         series = args.series.split(",")
         version = generate_series(work, args.scale, args.seed, series, "increment", args.visibility, args.targeting)[0]
@@ -152,6 +165,12 @@ def main() -> None:
             brand = brand_of[row["merchant_id_offer"]]
             held_out.append((row, brand, relevant, *bought_by(brand, row)))
 
+    def average_precision(chance: np.ndarray, relevant: set[int], excluded: np.ndarray,
+                          converted: np.ndarray) -> float:
+        """AP@100 of a ranking by `chance`, customers before the start left out, converts first."""
+        score = np.where(excluded, -1.0, np.where(converted, 2.0, chance))
+        return average_precision_at_k(ids[top_k(score, ids, 100)].tolist(), relevant)
+
     def ceiling(left_out: np.ndarray, estimate: np.ndarray, pace: np.ndarray | None = None) -> float:
         """MAP@100 of the ladder-place ranking with `estimate` as the fit, `left_out` brands off the
         ladder and `pace` ladder steps per day (default: the generator's)."""
@@ -167,9 +186,20 @@ def main() -> None:
             before = rate * max((row["start_date"] - cut_date).days, 0)
             by_end = rate * ((min(row["end_date"], horizon) - cut_date).days + 1)
             needed = place[:, brand] + 1
-            score = np.where(excluded, -1.0, np.where(converted, 2.0,
-                                                      gammaincc(needed, before) - gammaincc(needed, by_end)))
-            scores.append(average_precision_at_k(ids[top_k(score, ids, 100)].tolist(), relevant))
+            chance = gammaincc(needed, before) - gammaincc(needed, by_end)
+            scores.append(average_precision(chance, relevant, excluded, converted))
+        return float(np.mean(scores))
+
+    def taste_ceiling(hazard) -> float:
+        """MAP@100 of the ranking by the taste law's chance of a first purchase inside the window, with
+        hazard(brand) each client's hazard per day."""
+        scores = []
+        for row, brand, relevant, excluded, converted in held_out:
+            rate = hazard(brand)
+            before = max((row["start_date"] - cut_date).days, 0)
+            by_end = (min(row["end_date"], horizon) - cut_date).days + 1
+            chance = np.exp(-rate * before) - np.exp(-rate * by_end)
+            scores.append(average_precision(chance, relevant, excluded, converted))
         return float(np.mean(scores))
 
     oracle_ap = []
@@ -180,17 +210,51 @@ def main() -> None:
         probability[np.searchsorted(ids, mine["user_id"].to_numpy())] = mine["probability"].to_numpy()
         probability[excluded] = -1.0
         oracle_ap.append(average_precision_at_k(ids[top_k(probability, ids, 100)].tolist(), relevant))
-    figures = {"hidden repertoire": ceiling(knows[clients], fit),
-               "visible repertoire": ceiling(customer[clients], fit)}
-    rng = np.random.default_rng(args.seed)
-    for sd in (float(x) for x in args.noise.split(",") if x):
-        figures[f"visible, fit noise SD {sd:g}"] = ceiling(customer[clients], fit + rng.normal(0, sd, fit.shape))
     data = data_estimates(world, sim, clients, client_of, cut)
-    taste = np.log(world.taste[clients][:, world.brand_category])
-    figures["visible, pace from data"] = ceiling(customer[clients], fit, data["pace"])
-    figures["visible, fit and pace from data"] = ceiling(customer[clients], data["taste"] + data["brand"], data["pace"])
-    figures["visible, taste from data, exact brand side"] = ceiling(customer[clients], fit - taste + data["taste"])
-    figures["visible, exact taste, brand side from data"] = ceiling(customer[clients], taste + data["brand"])
+    figures = {}
+    if args.visibility > 0:
+        figures["hidden repertoire"] = ceiling(knows[clients], fit)
+        figures["visible repertoire"] = ceiling(customer[clients], fit)
+        rng = np.random.default_rng(args.seed)
+        for sd in (float(x) for x in args.noise.split(",") if x):
+            figures[f"visible, fit noise SD {sd:g}"] = ceiling(customer[clients], fit + rng.normal(0, sd, fit.shape))
+        taste = np.log(world.taste[clients][:, world.brand_category])
+        figures["visible, pace from data"] = ceiling(customer[clients], fit, data["pace"])
+        figures["visible, fit and pace from data"] = ceiling(customer[clients], data["taste"] + data["brand"],
+                                                             data["pace"])
+        figures["visible, taste from data, exact brand side"] = ceiling(customer[clients], fit - taste + data["taste"])
+        figures["visible, exact taste, brand side from data"] = ceiling(customer[clients], taste + data["brand"])
+    if args.visibility < 1:
+        # The taste law's three factors, exact and from data (clients x categories, and per brand).
+        weights, sums = world.type_weights(era_of_month(last_month + 1))
+        types = world.user_type(clients)
+        pace = (1 - args.visibility) * world.adopt[clients] / 30.4
+        weighted = world.taste[clients] * sums[types]
+        category = weighted / weighted.sum(axis=1, keepdims=True)
+        shares = np.exp(data["taste"])  # clients x brands: the share of the brand's category
+        appeal = np.where(open_brands, np.exp(data["brand"] - data["brand"].max(axis=1, keepdims=True)), 0.0)
+        by_category = appeal @ np.eye(sums.shape[1])[world.brand_category]  # clients x categories
+
+        def exact_category(b: int) -> np.ndarray:
+            return category[:, world.brand_category[b]]
+
+        def data_category(b: int) -> np.ndarray:
+            return shares[:, b]
+
+        def exact_choice(b: int) -> np.ndarray:
+            return weights[types, b] / sums[types, world.brand_category[b]]
+
+        def data_choice(b: int) -> np.ndarray:
+            return appeal[:, b] / by_category[:, world.brand_category[b]]
+
+        def hazard(rate: np.ndarray, pick_category, pick_brand):
+            """Per brand: each client's hazard per day, pace x category choice x brand choice."""
+            return lambda b: rate * pick_category(b) * pick_brand(b)
+        figures["taste law, exact"] = taste_ceiling(hazard(pace, exact_category, exact_choice))
+        figures["taste law, pace from data"] = taste_ceiling(hazard(data["pace"], exact_category, exact_choice))
+        figures["taste law, category choice from data"] = taste_ceiling(hazard(pace, data_category, exact_choice))
+        figures["taste law, brand choice from data"] = taste_ceiling(hazard(pace, exact_category, data_choice))
+        figures["taste law, all from data"] = taste_ceiling(hazard(data["pace"], data_category, data_choice))
     unknown = np.where(~customer[clients] & open_brands, fit, np.nan)
     spread = float(np.nanmean(np.nanstd(unknown, axis=1)))
     print(f"{args.scale} seed {args.seed} visibility {args.visibility:g} targeting {args.targeting:g}: "
