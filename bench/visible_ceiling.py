@@ -24,7 +24,8 @@ high-visibility world), so it is a yardstick of visibility, not an optimum. MAP@
 - visible repertoire with the fit known up to Gaussian noise of each `--noise` SD (seeded): how sharp
   the ceiling is. A learnt fit is an estimate; the ladder orders brands by small fit differences;
 - visible repertoire with the fit and the pace estimated from data (`data_estimates`): the clients'
-  first purchases before the cut give each client's category shares (the taste side of the fit), each
+  first purchases before the cut give each client's category shares (the taste side of the fit; a
+  brand's category is the one its customers' receipts over-represent most, `receipt_categories`), each
   brand's adopters and how they lean by cluster, region and price tier (the brand side), and each
   client's adoptions of the last 12 months (the pace; the online habit's small term is left out); then
   each side estimated with the other exact.
@@ -57,7 +58,7 @@ from datagen import generate_series  # noqa: E402
 from datagen import scenarios as scenario_kinds  # noqa: E402
 from datagen.series import FIRST_MONTH, HISTORY_MONTHS, WORLD_EXTRA_ERAS, Timeline, era_of_month  # noqa: E402
 from datagen.simulate import day_number  # noqa: E402
-from datagen.world import build_world, month_start  # noqa: E402
+from datagen.world import CATEGORY_NAMES, build_world, month_start  # noqa: E402
 from ml.evaluate import average_precision_at_k, top_k  # noqa: E402
 from ml.ground_truth import offers_ground_truth  # noqa: E402
 
@@ -66,19 +67,39 @@ SHARE_PRIOR = 2.0      # pseudo-adoptions spread as everyone's category mix, per
 LEAN_PRIOR = 5.0       # pseudo-adopters spread as the population, per brand and attribute
 
 
-def data_estimates(world, sim, clients: np.ndarray, client_of: np.ndarray, cut: int) -> dict[str, np.ndarray]:
-    """What first purchases before the cut say about the ladder (clients x brands, and per client):
-    taste: log of the client's smoothed share of adoptions in the brand's category; brand: log of the
-    brand's adopters plus, for the client's cluster, region and tier, the log of how over-represented it
-    is among them; pace: adoptions in the last PACE_MONTHS months per day (+ 0.5, so none is not zero)."""
+def receipt_categories(world, sim, clients: np.ndarray, client_of: np.ndarray, cut: int,
+                       receipts: pl.DataFrame) -> np.ndarray:
+    """Each brand's category as data shows it (no table names it): the category its customers before
+    the cut over-represent most in their receipts, against all clients' receipts (-1 without either)."""
+    at = {name: i for i, name in enumerate(CATEGORY_NAMES)}
+    counts = np.zeros((len(clients), len(CATEGORY_NAMES)))
+    users = client_of[np.searchsorted(world.user_ids, receipts["user_id"].to_numpy())]
+    category = receipts["category_name"].replace_strict(at, return_dtype=pl.Int64).to_numpy()
+    np.add.at(counts, (users[users >= 0], category[users >= 0]), 1)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    owner = client_of[sim.keys // sim.nb]
+    kept = (sim.first_tx < cut) & (owner >= 0)
+    profile = np.zeros((world.n_brands, len(CATEGORY_NAMES)))
+    np.add.at(profile, (sim.keys[kept] % sim.nb), shares[owner[kept]])
+    lift = profile / np.maximum(profile.sum(axis=1, keepdims=True), 1e-12) / (shares.mean(axis=0) + 1e-12)
+    return np.where(profile.sum(axis=1) > 0, lift.argmax(axis=1), -1)
+
+
+def data_estimates(world, sim, clients: np.ndarray, client_of: np.ndarray, cut: int,
+                   categories: np.ndarray) -> dict[str, np.ndarray]:
+    """What first purchases before the cut say about the ladder (clients x brands, and per client), with
+    `categories` each brand's category as data shows it (`receipt_categories`; -1: its own): taste: log of
+    the client's smoothed share of adoptions in the brand's category; brand: log of the brand's adopters
+    plus, for the client's cluster, region and tier, the log of how over-represented it is among them;
+    pace: adoptions in the last PACE_MONTHS months per day (+ 0.5, so none is not zero)."""
     before = sim.first_tx < cut
     owner = client_of[sim.keys // sim.nb]
     kept = before & (owner >= 0)
     users, brands = owner[kept], (sim.keys % sim.nb)[kept]
-    categories = world.brand_category
+    categories = np.where(categories >= 0, categories, len(CATEGORY_NAMES))
     counts = np.zeros((len(clients), int(categories.max()) + 1))
     np.add.at(counts, (users, categories[brands]), 1)
-    mix = counts.sum(axis=0) / counts.sum()
+    mix = (counts.sum(axis=0) + 1) / (counts.sum() + counts.shape[1])
     shares = (counts + SHARE_PRIOR * mix) / (counts.sum(axis=1, keepdims=True) + SHARE_PRIOR)
     brand = np.broadcast_to(np.log(np.bincount(brands, minlength=world.n_brands) + 0.5), (len(clients), world.n_brands))
     for attribute in (world.cluster, world.region, world.tier):
@@ -91,7 +112,7 @@ def data_estimates(world, sim, clients: np.ndarray, client_of: np.ndarray, cut: 
     days = 30.4 * PACE_MONTHS
     recent = kept & (sim.first_tx >= cut - int(days))
     pace = (np.bincount(owner[recent], minlength=len(clients)) + 0.5) / days
-    return {"taste": np.log(shares[:, categories]), "brand": brand, "pace": pace}
+    return {"taste": np.log(shares[:, categories]), "brand": brand, "pace": pace, "category": categories}
 
 
 def main() -> None:
@@ -115,6 +136,7 @@ def main() -> None:
         future = pl.read_parquet(version / "_holdout" / "transaction.parquet").select(past.columns)
         merchants = pl.read_parquet(version / "merchant.parquet")
         truth = offers_ground_truth(pl.concat([past, future]), offers, merchants)
+        receipts = pl.read_parquet(version / "receipts.parquet").select("user_id", "category_name")
         oracle = pl.read_parquet(version / "_holdout" / "oracle.parquet")
 
     # The same world and history again (the generator is deterministic), read at the cut.
@@ -210,7 +232,8 @@ def main() -> None:
         probability[np.searchsorted(ids, mine["user_id"].to_numpy())] = mine["probability"].to_numpy()
         probability[excluded] = -1.0
         oracle_ap.append(average_precision_at_k(ids[top_k(probability, ids, 100)].tolist(), relevant))
-    data = data_estimates(world, sim, clients, client_of, cut)
+    categories = receipt_categories(world, sim, clients, client_of, cut, receipts)
+    data = data_estimates(world, sim, clients, client_of, cut, categories)
     figures = {}
     if args.visibility > 0:
         figures["hidden repertoire"] = ceiling(knows[clients], fit)
@@ -233,7 +256,7 @@ def main() -> None:
         category = weighted / weighted.sum(axis=1, keepdims=True)
         shares = np.exp(data["taste"])  # clients x brands: the share of the brand's category
         appeal = np.where(open_brands, np.exp(data["brand"] - data["brand"].max(axis=1, keepdims=True)), 0.0)
-        by_category = appeal @ np.eye(sums.shape[1])[world.brand_category]  # clients x categories
+        by_category = appeal @ np.eye(int(data["category"].max()) + 1)[data["category"]]  # clients x categories
 
         def exact_category(b: int) -> np.ndarray:
             return category[:, world.brand_category[b]]
@@ -245,7 +268,7 @@ def main() -> None:
             return weights[types, b] / sums[types, world.brand_category[b]]
 
         def data_choice(b: int) -> np.ndarray:
-            return appeal[:, b] / by_category[:, world.brand_category[b]]
+            return appeal[:, b] / by_category[:, data["category"][b]]
 
         def hazard(rate: np.ndarray, pick_category, pick_brand):
             """Per brand: each client's hazard per day, pace x category choice x brand choice."""
@@ -259,7 +282,8 @@ def main() -> None:
     spread = float(np.nanmean(np.nanstd(unknown, axis=1)))
     print(f"{args.scale} seed {args.seed} visibility {args.visibility:g} targeting {args.targeting:g}: "
           f"{args.kind} offers {len(held_out)}, MAP@100 oracle {np.mean(oracle_ap):.3f}; fit SD among a client's "
-          f"unknown brands {spread:.2f}")
+          f"unknown brands {spread:.2f}; brands whose category receipts show: "
+          f"{np.mean(categories == world.brand_category):.2f}")
     for name, value in figures.items():
         print(f"  ceiling, {name}: {value:.3f}")
 
