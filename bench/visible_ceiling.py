@@ -26,11 +26,11 @@ high-visibility world), so it is a yardstick of visibility, not an optimum. MAP@
 - visible repertoire with the fit and the pace estimated from data (`data_estimates`): the clients'
   first purchases before the cut give each client's category shares (the taste side of the fit; a
   brand's category is the one its customers' receipts over-represent most, `receipt_categories`), each
-  brand's adopters and how they lean by cluster, region and price tier (the brand side), and each
-  client's adoptions of the last 12 months (the pace; the online habit's small term is left out); then
-  each side estimated with the other exact.
-  The attributes are the generator's own (data shows segment and region, the tier only through
-  amounts): a plain estimate from data to set a learnt one against.
+  brand's adopters and how they lean by each attribute of the client's profile as the people and
+  segments tables show it (segment, age, region, gender, region size, VIP status: noisy views of the
+  generator's cluster, region and tier; the brand side), and each client's adoptions of the last 12
+  months (the pace; the online habit's small term is left out); then each side estimated with the other
+  exact: a plain estimate from data to set a learnt one against.
 
 The taste law (visibility below 1): a client's hazard of a first purchase at b is
 (1 - v) * A_u * P_u(category of b) * P(b | its category, client type) (world.hazard, the era of the
@@ -85,13 +85,24 @@ def receipt_categories(world, sim, clients: np.ndarray, client_of: np.ndarray, c
     return np.where(profile.sum(axis=1) > 0, lift.argmax(axis=1), -1)
 
 
+def profile_codes(people: pl.DataFrame, segments: pl.DataFrame, ids: np.ndarray) -> list[np.ndarray]:
+    """The clients' (sorted `ids`) attributes as the version's people and segments tables give them,
+    each as integer codes, missing a level of its own: the model's LIFT_ATTRIBUTES."""
+    table = (pl.DataFrame({"user_id": ids}).join(people, on="user_id", how="left")
+             .join(segments.unique("user_id", keep="last"), on="user_id", how="left").sort("user_id")
+             .with_columns(pl.col("segment").str.extract(r"^\s*([^\s(]+)", 1)))
+    return [table[name].cast(pl.Utf8).fill_null("<missing>").cast(pl.Categorical).to_physical().to_numpy()
+            .astype(np.int64) for name in ("segment", "age_bucket", "region", "gender_cd", "region_size", "vip_status")]
+
+
 def data_estimates(world, sim, clients: np.ndarray, client_of: np.ndarray, cut: int,
-                   categories: np.ndarray) -> dict[str, np.ndarray]:
+                   categories: np.ndarray, attributes: list[np.ndarray]) -> dict[str, np.ndarray]:
     """What first purchases before the cut say about the ladder (clients x brands, and per client), with
-    `categories` each brand's category as data shows it (`receipt_categories`; -1: its own): taste: log of
-    the client's smoothed share of adoptions in the brand's category; brand: log of the brand's adopters
-    plus, for the client's cluster, region and tier, the log of how over-represented it is among them;
-    pace: adoptions in the last PACE_MONTHS months per day (+ 0.5, so none is not zero)."""
+    `categories` each brand's category as data shows it (`receipt_categories`; -1: its own) and
+    `attributes` each client's codes as data shows them (`profile_codes`): taste: log of the client's
+    smoothed share of adoptions in the brand's category; brand: log of the brand's adopters plus, for
+    each of the client's attribute values, the log of how over-represented it is among them; pace:
+    adoptions in the last PACE_MONTHS months per day (+ 0.5, so none is not zero)."""
     before = sim.first_tx < cut
     owner = client_of[sim.keys // sim.nb]
     kept = before & (owner >= 0)
@@ -102,8 +113,7 @@ def data_estimates(world, sim, clients: np.ndarray, client_of: np.ndarray, cut: 
     mix = (counts.sum(axis=0) + 1) / (counts.sum() + counts.shape[1])
     shares = (counts + SHARE_PRIOR * mix) / (counts.sum(axis=1, keepdims=True) + SHARE_PRIOR)
     brand = np.broadcast_to(np.log(np.bincount(brands, minlength=world.n_brands) + 0.5), (len(clients), world.n_brands))
-    for attribute in (world.cluster, world.region, world.tier):
-        level = attribute[clients]
+    for level in attributes:
         population = np.bincount(level) / len(level)
         by_brand = np.zeros((world.n_brands, len(population)))
         np.add.at(by_brand, (brands, level[users]), 1)
@@ -137,6 +147,8 @@ def main() -> None:
         merchants = pl.read_parquet(version / "merchant.parquet")
         truth = offers_ground_truth(pl.concat([past, future]), offers, merchants)
         receipts = pl.read_parquet(version / "receipts.parquet").select("user_id", "category_name")
+        people = pl.read_parquet(version / "people.parquet")
+        segments = pl.read_parquet(version / "segments.parquet")
         oracle = pl.read_parquet(version / "_holdout" / "oracle.parquet")
 
     # The same world and history again (the generator is deterministic), read at the cut.
@@ -233,7 +245,7 @@ def main() -> None:
         probability[excluded] = -1.0
         oracle_ap.append(average_precision_at_k(ids[top_k(probability, ids, 100)].tolist(), relevant))
     categories = receipt_categories(world, sim, clients, client_of, cut, receipts)
-    data = data_estimates(world, sim, clients, client_of, cut, categories)
+    data = data_estimates(world, sim, clients, client_of, cut, categories, profile_codes(people, segments, ids))
     figures = {}
     if args.visibility > 0:
         figures["hidden repertoire"] = ceiling(knows[clients], fit)
