@@ -285,6 +285,7 @@ def main() -> None:
         def hazard(rate: np.ndarray, pick_category, pick_brand):
             """Per brand: each client's hazard per day, pace x category choice x brand choice."""
             return lambda b: rate * pick_category(b) * pick_brand(b)
+
         figures["taste law, exact"] = taste_ceiling(hazard(pace, exact_category, exact_choice))
         figures["taste law, pace from data"] = taste_ceiling(hazard(data["pace"], exact_category, exact_choice))
         figures["taste law, category choice from data"] = taste_ceiling(hazard(pace, data_category, exact_choice))
