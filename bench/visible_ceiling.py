@@ -67,22 +67,29 @@ SHARE_PRIOR = 2.0      # pseudo-adoptions spread as everyone's category mix, per
 LEAN_PRIOR = 5.0       # pseudo-adopters spread as the population, per brand and attribute
 
 
-def receipt_categories(world, sim, clients: np.ndarray, client_of: np.ndarray, cut: int,
+def first_purchases(sim, client_of: np.ndarray, cut: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(client, brand, day) of every client's first purchase at a brand before the cut."""
+    owner = client_of[sim.keys // sim.nb]
+    kept = (sim.first_tx < cut) & (owner >= 0)
+    return owner[kept], (sim.keys % sim.nb)[kept], sim.first_tx[kept]
+
+
+def receipt_categories(world, clients: np.ndarray, client_of: np.ndarray, firsts: tuple,
                        receipts: pl.DataFrame) -> np.ndarray:
-    """Each brand's category as data shows it (no table names it): the category its customers before
-    the cut over-represent most in their receipts, against all clients' receipts (-1 without either)."""
+    """Each brand's category as data shows it (no table names it): the category its customers
+    (`first_purchases`) over-represent most in their receipts, against all clients' receipts; a category
+    of its own (len(CATEGORY_NAMES)) without either."""
     at = {name: i for i, name in enumerate(CATEGORY_NAMES)}
     counts = np.zeros((len(clients), len(CATEGORY_NAMES)))
     users = client_of[np.searchsorted(world.user_ids, receipts["user_id"].to_numpy())]
     category = receipts["category_name"].replace_strict(at, return_dtype=pl.Int64).to_numpy()
     np.add.at(counts, (users[users >= 0], category[users >= 0]), 1)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    owner = client_of[sim.keys // sim.nb]
-    kept = (sim.first_tx < cut) & (owner >= 0)
+    buyers, brands, _ = firsts
     profile = np.zeros((world.n_brands, len(CATEGORY_NAMES)))
-    np.add.at(profile, (sim.keys[kept] % sim.nb), shares[owner[kept]])
+    np.add.at(profile, brands, shares[buyers])
     lift = profile / np.maximum(profile.sum(axis=1, keepdims=True), 1e-12) / (shares.mean(axis=0) + 1e-12)
-    return np.where(profile.sum(axis=1) > 0, lift.argmax(axis=1), -1)
+    return np.where(profile.sum(axis=1) > 0, lift.argmax(axis=1), len(CATEGORY_NAMES))
 
 
 def profile_codes(people: pl.DataFrame, segments: pl.DataFrame, ids: np.ndarray) -> list[np.ndarray]:
@@ -95,19 +102,15 @@ def profile_codes(people: pl.DataFrame, segments: pl.DataFrame, ids: np.ndarray)
             .astype(np.int64) for name in ("segment", "age_bucket", "region", "gender_cd", "region_size", "vip_status")]
 
 
-def data_estimates(world, sim, clients: np.ndarray, client_of: np.ndarray, cut: int,
-                   categories: np.ndarray, attributes: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """What first purchases before the cut say about the ladder (clients x brands, and per client), with
-    `categories` each brand's category as data shows it (`receipt_categories`; -1: its own) and
+def data_estimates(world, clients: np.ndarray, cut: int, firsts: tuple, categories: np.ndarray,
+                   attributes: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """What first purchases before the cut (`first_purchases`) say about the ladder (clients x brands, and
+    per client), with `categories` each brand's category as data shows it (`receipt_categories`) and
     `attributes` each client's codes as data shows them (`profile_codes`): taste: log of the client's
     smoothed share of adoptions in the brand's category; brand: log of the brand's adopters plus, for
     each of the client's attribute values, the log of how over-represented it is among them; pace:
     adoptions in the last PACE_MONTHS months per day (+ 0.5, so none is not zero)."""
-    before = sim.first_tx < cut
-    owner = client_of[sim.keys // sim.nb]
-    kept = before & (owner >= 0)
-    users, brands = owner[kept], (sim.keys % sim.nb)[kept]
-    categories = np.where(categories >= 0, categories, len(CATEGORY_NAMES))
+    users, brands, days = firsts
     counts = np.zeros((len(clients), int(categories.max()) + 1))
     np.add.at(counts, (users, categories[brands]), 1)
     mix = (counts.sum(axis=0) + 1) / (counts.sum() + counts.shape[1])
@@ -119,9 +122,8 @@ def data_estimates(world, sim, clients: np.ndarray, client_of: np.ndarray, cut: 
         np.add.at(by_brand, (brands, level[users]), 1)
         lean = (by_brand + LEAN_PRIOR * population) / (by_brand.sum(axis=1, keepdims=True) + LEAN_PRIOR)
         brand = brand + np.log(lean / population)[:, level].T
-    days = 30.4 * PACE_MONTHS
-    recent = kept & (sim.first_tx >= cut - int(days))
-    pace = (np.bincount(owner[recent], minlength=len(clients)) + 0.5) / days
+    span = 30.4 * PACE_MONTHS
+    pace = (np.bincount(users[days >= cut - int(span)], minlength=len(clients)) + 0.5) / span
     return {"taste": np.log(shares[:, categories]), "brand": brand, "pace": pace, "category": categories}
 
 
@@ -244,8 +246,9 @@ def main() -> None:
         probability[np.searchsorted(ids, mine["user_id"].to_numpy())] = mine["probability"].to_numpy()
         probability[excluded] = -1.0
         oracle_ap.append(average_precision_at_k(ids[top_k(probability, ids, 100)].tolist(), relevant))
-    categories = receipt_categories(world, sim, clients, client_of, cut, receipts)
-    data = data_estimates(world, sim, clients, client_of, cut, categories, profile_codes(people, segments, ids))
+    firsts = first_purchases(sim, client_of, cut)
+    categories = receipt_categories(world, clients, client_of, firsts, receipts)
+    data = data_estimates(world, clients, cut, firsts, categories, profile_codes(people, segments, ids))
     figures = {}
     if args.visibility > 0:
         figures["hidden repertoire"] = ceiling(knows[clients], fit)
